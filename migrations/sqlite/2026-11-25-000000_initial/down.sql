@@ -1,0 +1,9 @@
+DROP TABLE audit_events;
+DROP TABLE audit_chain_head;
+DROP TABLE documents;
+DROP TABLE citizens;
+DROP TABLE key_material;
+DROP TABLE api_tokens;
+DROP TABLE agents;
+DROP TABLE departments;
+DROP TABLE tenants;

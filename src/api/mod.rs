@@ -1,0 +1,60 @@
+//! The JSON API under `/api/v1`, for business software and the command-line tools.
+//! Its OpenAPI description is served at `/api/v1/openapi.json`.
+
+mod auth;
+mod documents;
+
+use actix_web::{HttpResponse, web};
+use utoipa::OpenApi;
+
+pub use auth::ApiAgent;
+
+/// The OpenAPI description of the API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "e-guichet API",
+        description = "Deliver documents into citizens' encrypted vaults and follow them."
+    ),
+    paths(documents::deliver_document, documents::document_status),
+    components(schemas(
+        crate::error::ErrorBody,
+        crate::vault::DocumentStatus,
+        crate::vault::DocumentState,
+        crate::vault::metadata::DeliveryMetadataInput,
+        crate::vault::metadata::RecipientInput,
+        crate::vault::metadata::ContactInput,
+        crate::citizens::PivotInput,
+        documents::DeliveryForm,
+        documents::DeliveredBody,
+    )),
+    modifiers(&BearerToken),
+)]
+pub struct ApiDoc;
+
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Registers the API routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .route("/openapi.json", web::get().to(openapi_json))
+            .route("/documents", web::post().to(documents::deliver_document))
+            .route("/documents/{id}", web::get().to(documents::document_status)),
+    );
+}
+
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,373 @@
+//! Configuration: one typed tree read from an optional TOML file, then from
+//! `EGUICHET_*` environment variables (`EGUICHET_DATABASE__URL` sets `database.url`).
+//! Everything is checked once at start; secrets never appear in `Debug` output.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Environment variable naming the configuration file (same as `--config`).
+pub const CONFIG_ENV: &str = "EGUICHET_CONFIG";
+
+/// The whole configuration of one instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds to.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory for the embedded defaults: SQLite file, blobs, generated master key.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `demo` (the default: everything embedded) or `production`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The address citizens and agents type, e.g. `https://guichet.ville.fr`.
+    #[serde(default)]
+    pub public_url: Option<Url>,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub keys: KeysConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub tenant: DefaultTenantConfig,
+}
+
+/// Whether demonstration shortcuts are allowed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Demo,
+    Production,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://…`; defaults to `sqlite://DATA_DIR/eguichet.db`.
+    /// Kept secret because a PostgreSQL URL usually carries a password.
+    pub url: Option<SecretString>,
+    /// Connections kept in the pool (default 10).
+    pub pool_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    #[default]
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `local` (default) or `s3`.
+    #[serde(default)]
+    pub backend: StorageBackend,
+    /// Directory of the local backend; defaults to `DATA_DIR/blobs`.
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub s3: S3Config,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible server, e.g. `https://s3.fr-par.scw.cloud`.
+    pub endpoint: Option<String>,
+    pub bucket: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretString>,
+    /// Path-style requests (`endpoint/bucket/key`), needed by most self-hosted servers.
+    #[serde(default)]
+    pub path_style: bool,
+    /// Allow a plain `http://` endpoint (a server on the same host or private network).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Key prefix inside the bucket, so several installations can share one bucket.
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// File holding the master key (an age X25519 identity, `AGE-SECRET-KEY-1…`).
+    pub master_key_file: Option<PathBuf>,
+    /// The master key itself, for deployments that inject secrets as variables.
+    pub master_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest document accepted, in bytes (default 100 MiB).
+    #[serde(default = "default_max_document_bytes")]
+    pub max_document_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_document_bytes: default_max_document_bytes(),
+        }
+    }
+}
+
+/// The tenant created on first start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultTenantConfig {
+    #[serde(default = "default_tenant_slug")]
+    pub slug: String,
+    #[serde(default = "default_tenant_name")]
+    pub name: String,
+}
+
+impl Default for DefaultTenantConfig {
+    fn default() -> Self {
+        Self {
+            slug: default_tenant_slug(),
+            name: default_tenant_name(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+fn default_max_document_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+
+fn default_tenant_slug() -> String {
+    "commune".to_owned()
+}
+
+fn default_tenant_name() -> String {
+    "Commune de démonstration".to_owned()
+}
+
+/// A configuration that cannot be used, with a message for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration: {0}")]
+    Read(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads the file (if any) and the environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env_file = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
+        let mut figment = Figment::new();
+        if let Some(path) = file.map(Path::to_path_buf).or(env_file) {
+            if !path.is_file() {
+                return Err(ConfigError::Invalid(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("EGUICHET_").ignore(&["config"]).split("__"));
+        Self::from_figment(figment)
+    }
+
+    /// Builds a configuration from TOML text alone (tests and examples).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(text)))
+    }
+
+    /// The embedded defaults rooted in `data_dir`, as `cargo run` would use them.
+    pub fn demo(data_dir: &Path) -> Self {
+        let base = Figment::new().merge(Serialized::default("data_dir", data_dir));
+        // The embedded defaults always deserialize.
+        Self::from_figment(base).unwrap_or_else(|_| unreachable!("defaults are valid"))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if self.limits.max_document_bytes == 0 {
+            return invalid("limits.max_document_bytes must be greater than 0");
+        }
+        if self.database.pool_size == Some(0) {
+            return invalid("database.pool_size must be greater than 0");
+        }
+        crate::db::DatabaseUrl::parse(self.database_url().expose_secret())
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
+        crate::tenants::Slug::parse(&self.tenant.slug)
+            .map_err(|error| ConfigError::Invalid(format!("tenant.slug: {error}")))?;
+        if self.keys.master_key.is_some() && self.keys.master_key_file.is_some() {
+            return invalid("set keys.master_key or keys.master_key_file, not both");
+        }
+        if self.storage.backend == StorageBackend::S3 && self.storage.s3.bucket.is_none() {
+            return invalid("storage.backend = \"s3\" needs storage.s3.bucket");
+        }
+        if let Some(url) = &self.public_url
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return invalid("public_url must be an http:// or https:// address");
+        }
+        if self.mode == Mode::Production {
+            self.validate_production()?;
+        }
+        Ok(())
+    }
+
+    /// Production refuses what is only acceptable on a laptop.
+    fn validate_production(&self) -> Result<(), ConfigError> {
+        let missing = |what: &str| {
+            Err(ConfigError::Invalid(format!(
+                "mode = \"production\" requires {what}"
+            )))
+        };
+        match &self.public_url {
+            None => return missing("public_url (the https:// address users type)"),
+            Some(url) if url.scheme() != "https" => {
+                return missing(
+                    "an https:// public_url: session cookies are never sent over plain HTTP",
+                );
+            }
+            Some(_) => {}
+        }
+        if self.keys.master_key.is_none() && self.keys.master_key_file.is_none() {
+            return missing(
+                "keys.master_key_file or keys.master_key: a generated key is for demonstrations only",
+            );
+        }
+        if self.database.url.is_none() {
+            return missing("database.url to be set explicitly");
+        }
+        if self.storage.backend == StorageBackend::S3
+            && self.storage.s3.allow_http
+            && self.storage.s3.endpoint.is_none()
+        {
+            return missing("storage.s3.endpoint when storage.s3.allow_http is set");
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to the embedded SQLite file.
+    pub fn database_url(&self) -> SecretString {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => SecretString::from(format!(
+                "sqlite://{}",
+                self.data_dir.join("eguichet.db").display()
+            )),
+        }
+    }
+
+    /// Whether the server may set cookies without the `Secure` flag (local demo only).
+    pub fn allows_plain_http_cookies(&self) -> bool {
+        self.mode == Mode::Demo
+            && self
+                .public_url
+                .as_ref()
+                .is_none_or(|url| url.scheme() == "http")
+    }
+
+    /// Where a generated master key is written in demo mode.
+    pub fn generated_master_key_path(&self) -> PathBuf {
+        self.data_dir.join("master.key")
+    }
+
+    /// Directory of the local blob store.
+    pub fn local_blob_dir(&self) -> PathBuf {
+        self.storage
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_demo() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.mode, Mode::Demo);
+        assert_eq!(config.limits.max_document_bytes, 100 * 1024 * 1024);
+        assert_eq!(
+            config.database_url().expose_secret(),
+            "sqlite://./data/eguichet.db"
+        );
+        assert!(config.allows_plain_http_cookies());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error = Config::from_toml("listn = \"0.0.0.0:80\"").unwrap_err();
+        assert!(error.to_string().contains("listn"), "{error}");
+    }
+
+    #[test]
+    fn mistyped_database_url_is_refused() {
+        let error = Config::from_toml("[database]\nurl = \"postgress://x/y\"").unwrap_err();
+        assert!(error.to_string().contains("sqlite://"), "{error}");
+    }
+
+    #[test]
+    fn production_refuses_demo_shortcuts() {
+        let error = Config::from_toml("mode = \"production\"").unwrap_err();
+        assert!(error.to_string().contains("public_url"), "{error}");
+
+        let plain_http = "mode = \"production\"\npublic_url = \"http://guichet.example\"";
+        let error = Config::from_toml(plain_http).unwrap_err();
+        assert!(error.to_string().contains("https"), "{error}");
+
+        let no_key = "mode = \"production\"\npublic_url = \"https://guichet.example\"";
+        let error = Config::from_toml(no_key).unwrap_err();
+        assert!(error.to_string().contains("master_key"), "{error}");
+
+        let complete = "mode = \"production\"\npublic_url = \"https://guichet.example\"\n\
+                        [keys]\nmaster_key_file = \"/etc/eguichet/master.key\"\n\
+                        [database]\nurl = \"postgres://eguichet@db/eguichet\"";
+        let config = Config::from_toml(complete).unwrap();
+        assert!(!config.allows_plain_http_cookies());
+    }
+
+    #[test]
+    fn secrets_are_redacted_from_debug() {
+        let text = "[database]\nurl = \"postgres://u:hunter2@db/e\"\n\
+                    [keys]\nmaster_key = \"AGE-SECRET-KEY-1SECRET\"\n\
+                    [storage.s3]\nsecret_access_key = \"s3cr3t\"";
+        let debug = format!("{:?}", Config::from_toml(text).unwrap());
+        for secret in ["hunter2", "AGE-SECRET-KEY-1SECRET", "s3cr3t"] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+    }
+
+    #[test]
+    fn s3_backend_needs_a_bucket() {
+        let error = Config::from_toml("[storage]\nbackend = \"s3\"").unwrap_err();
+        assert!(error.to_string().contains("bucket"), "{error}");
+    }
+}

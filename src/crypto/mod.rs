@@ -1,0 +1,27 @@
+//! The key hierarchy and everything that touches ciphertext: the master key, wrapped
+//! per-citizen vault keys, sealed metadata, streaming document encryption and keyed
+//! hashes. Nothing here knows about HTTP, tables or object stores.
+
+mod keyed_hash;
+mod master_key;
+mod sealed;
+mod stream;
+
+pub use keyed_hash::{HashDomain, KeyedHash, KeyedHasher};
+pub use master_key::{MasterKey, MasterKeyError, MasterKeySource};
+pub use sealed::{SealError, VaultIdentity, VaultRecipient, seal, unseal};
+pub use stream::{DocumentEncryptor, decrypt_document};
+
+/// Hex-encoded SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// `n` bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use rand::RngCore;
+    let mut bytes = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes
+}

@@ -1,0 +1,184 @@
+//! The database: one diesel code base for SQLite (embedded default) and PostgreSQL,
+//! a connection pool, and the only way the async server reaches it — closures run on
+//! the blocking thread pool, so a query never stalls an HTTP worker.
+
+mod connection;
+mod migrations;
+pub mod schema;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel::Connection;
+use diesel::r2d2::Pool;
+use secrecy::{ExposeSecret, SecretString};
+
+pub use connection::{AnyConnection, Backend, ConnectionManager, DatabaseUrl, DatabaseUrlError};
+pub use migrations::{revert_all_migrations, run_migrations};
+
+/// A pooled connection.
+pub type Conn = AnyConnection;
+
+/// How long a request waits for a pooled connection before the database is
+/// reported unavailable (instead of the pool's default 30 s).
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors from the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The server cannot be reached or the pool is exhausted.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A migration could not be applied or reverted.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// A query failed.
+    #[error(transparent)]
+    Query(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for DbError {
+    fn from(error: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match error {
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => DbError::Unavailable(info.message().to_owned()),
+            other => DbError::Query(other),
+        }
+    }
+}
+
+impl DbError {
+    /// True when the error is a unique constraint violation.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+/// The connection pool, shared by every request and background task.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool<ConnectionManager>,
+    backend: Backend,
+    /// SQLite allows one writer at a time; serialising our own writers in-process
+    /// avoids `database is locked` errors when a deferred transaction tries to
+    /// upgrade to a write lock. PostgreSQL needs no such lock.
+    sqlite_writer: Option<Arc<Mutex<()>>>,
+}
+
+impl Database {
+    /// Opens a pool on `url` (the backend is chosen by the URL scheme).
+    pub fn connect(url: &SecretString, pool_size: u32) -> Result<Self, DbError> {
+        let url = DatabaseUrl::parse(url.expose_secret())
+            .map_err(|error| DbError::Unavailable(error.to_string()))?;
+        let backend = url.backend();
+        url.prepare()
+            .map_err(|error| DbError::Unavailable(error.to_string()))?;
+        let pool = Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(CHECKOUT_TIMEOUT)
+            .build(ConnectionManager::new(url))
+            .map_err(|error| DbError::Unavailable(error.to_string()))?;
+        let sqlite_writer = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Self {
+            pool,
+            backend,
+            sqlite_writer,
+        })
+    }
+
+    /// Which engine this pool talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs `work` with a connection on the blocking pool (reads, or single statements
+    /// that need no lock ordering).
+    pub async fn read<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        run_blocking(move || {
+            let mut conn = checkout(&pool)?;
+            work(&mut conn)
+        })
+        .await
+    }
+
+    /// Runs `work` inside one transaction on the blocking pool: all of it commits,
+    /// or none of it does.
+    pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+    {
+        let database = self.clone();
+        run_blocking(move || database.write_blocking(work)).await
+    }
+
+    /// The same as [`Database::write`], for callers already on a blocking thread
+    /// (command-line tools).
+    pub fn write_blocking<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, E>,
+        E: From<DbError> + From<diesel::result::Error>,
+    {
+        let _writer = self
+            .sqlite_writer
+            .as_ref()
+            .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let mut pooled = checkout(&self.pool)?;
+        let conn: &mut Conn = &mut pooled;
+        conn.transaction(work)
+    }
+
+    /// Checks out a connection on the current (blocking) thread.
+    pub fn get_blocking(&self) -> Result<impl std::ops::DerefMut<Target = Conn>, DbError> {
+        checkout(&self.pool)
+    }
+
+    /// Answers when the database accepts a trivial query.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.read(|conn| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("SELECT 1")
+                .execute(conn)
+                .map(|_| ())
+                .map_err(DbError::from)
+        })
+        .await
+    }
+}
+
+fn checkout(
+    pool: &Pool<ConnectionManager>,
+) -> Result<diesel::r2d2::PooledConnection<ConnectionManager>, DbError> {
+    pool.get()
+        .map_err(|error| DbError::Unavailable(error.to_string()))
+}
+
+/// Runs blocking work on tokio's blocking pool, keeping the caller's tracing span.
+async fn run_blocking<T, E, F>(work: F) -> Result<T, E>
+where
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
+        .await
+        .map_err(|error| E::from(DbError::Unavailable(format!("database task failed: {error}"))))?
+}

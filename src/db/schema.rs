@@ -1,0 +1,131 @@
+//! Table definitions shared by both engines (the migration trees must agree with them;
+//! `tests/migrations.rs` checks that they do).
+
+diesel::table! {
+    tenants (id) {
+        id -> Text,
+        slug -> Text,
+        name -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    departments (id) {
+        id -> Text,
+        tenant_id -> Text,
+        slug -> Text,
+        name -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    agents (id) {
+        id -> Text,
+        tenant_id -> Text,
+        email -> Text,
+        role -> Text,
+        department_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        disabled_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Text,
+        tenant_id -> Text,
+        agent_id -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    key_material (purpose) {
+        purpose -> Text,
+        wrapped -> Binary,
+        master_recipient -> Text,
+        created_at -> Timestamp,
+        rewrapped_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    citizens (id) {
+        id -> Text,
+        recipient -> Text,
+        wrapped_identity -> Binary,
+        pivot_hash -> Nullable<Text>,
+        nrn_hash -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    documents (id) {
+        id -> Text,
+        tenant_id -> Text,
+        department_id -> Nullable<Text>,
+        agent_id -> Text,
+        citizen_id -> Text,
+        category -> Text,
+        content_type -> Text,
+        sealed_metadata -> Binary,
+        age_header -> Binary,
+        blob_key -> Text,
+        ciphertext_size -> BigInt,
+        ciphertext_sha256 -> Text,
+        plaintext_size -> BigInt,
+        idempotency_key -> Nullable<Text>,
+        request_fingerprint -> Nullable<Text>,
+        created_at -> Timestamp,
+        notified_at -> Nullable<Timestamp>,
+        first_opened_at -> Nullable<Timestamp>,
+        withdrawn_at -> Nullable<Timestamp>,
+        expires_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    audit_chain_head (id) {
+        id -> Integer,
+        seq -> BigInt,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_events (seq) {
+        seq -> BigInt,
+        occurred_at -> Timestamp,
+        tenant_id -> Nullable<Text>,
+        actor -> Text,
+        action -> Text,
+        subject -> Nullable<Text>,
+        citizen_id -> Nullable<Text>,
+        details -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::joinable!(departments -> tenants (tenant_id));
+diesel::joinable!(agents -> tenants (tenant_id));
+diesel::joinable!(api_tokens -> agents (agent_id));
+diesel::joinable!(documents -> citizens (citizen_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    tenants,
+    departments,
+    agents,
+    api_tokens,
+    key_material,
+    citizens,
+    documents,
+    audit_chain_head,
+    audit_events,
+);

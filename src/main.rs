@@ -1,0 +1,223 @@
+//! The `eguichet` command: parses the command line and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use eguichet::agents::{self, AgentEmail, Role};
+use eguichet::audit::{self, Actor, ChainCheck};
+use eguichet::config::Config;
+use eguichet::state::AppState;
+use eguichet::tenants::{self, Slug};
+
+/// e-guichet: documents from the commune, encrypted on arrival, waiting in each
+/// citizen's vault.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Configuration file (TOML); `EGUICHET_*` variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the portal (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Manage departments.
+    #[command(subcommand)]
+    Department(DepartmentCommand),
+    /// Manage the master key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Create an agent account.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Tenant slug (default: the configured default tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Department slug within the tenant.
+        #[arg(long)]
+        department: Option<String>,
+    },
+    /// Print a new API token for an agent (shown once, stored hashed).
+    Token {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DepartmentCommand {
+    /// Create a department (service) in a tenant.
+    Create {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-wrap every citizen key under a new master key (documents are not re-encrypted).
+    Rotate {
+        /// Where to write the new key (required when the key comes from the environment).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that the audit log's hash chain is intact.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    eguichet::telemetry::init();
+    let cli = Cli::parse();
+    let result = Config::load(cli.config.as_deref())
+        .map_err(anyhow::Error::from)
+        .and_then(|config| run(config, cli.command.unwrap_or(Command::Serve)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => actix_web::rt::System::new().block_on(eguichet::web::serve(config)),
+        Command::Migrate => {
+            let db = eguichet::db::Database::connect(&config.database_url(), 1)?;
+            let applied = eguichet::db::run_migrations(&mut *db.get_blocking()?)?;
+            eprintln!("{applied} migration(s) applied");
+            Ok(())
+        }
+        Command::Agent(command) => run_agent(AppState::open(config)?, command),
+        Command::Department(DepartmentCommand::Create { slug, name, tenant }) => {
+            let state = AppState::open(config)?;
+            let slug = Slug::parse(&slug)?;
+            let tenant = tenant_or_default(&state, tenant)?;
+            let department = state.db.write_blocking(|conn| {
+                tenants::create_department(conn, &tenant, &slug, name.trim(), Actor::Operator)
+            })?;
+            eprintln!("department {} created in {}", department.slug, tenant.slug);
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate { new_key_file }) => {
+            let state = AppState::open(config)?;
+            let report =
+                eguichet::keys::rotate_master_key(&state.config, &state.db, new_key_file.as_deref())?;
+            eprintln!(
+                "master key rotated: {} citizen key(s) re-wrapped; the new key is in {}",
+                report.citizens,
+                report.new_key_file.display()
+            );
+            if let Some(previous) = report.previous_key_file {
+                eprintln!(
+                    "the previous key is kept in {} (backups of the database made before now need it)",
+                    previous.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let state = AppState::open(config)?;
+            match audit::verify_chain(&mut *state.db.get_blocking()?)? {
+                ChainCheck::Intact { events } => {
+                    println!("audit log intact: {events} event(s)");
+                    Ok(())
+                }
+                ChainCheck::Broken { seq, reason } => {
+                    anyhow::bail!("audit log broken at event {seq}: {reason}")
+                }
+            }
+        }
+    }
+}
+
+fn run_agent(state: AppState, command: AgentCommand) -> anyhow::Result<()> {
+    match command {
+        AgentCommand::Create {
+            email,
+            role,
+            tenant,
+            department,
+        } => {
+            let email = AgentEmail::parse(&email)?;
+            let tenant = tenant_or_default(&state, tenant)?;
+            let agent = state.db.write_blocking(|conn| -> anyhow::Result<_> {
+                let department = match department {
+                    Some(slug) => Some(
+                        tenants::find_department(conn, &tenant.id, &slug)?
+                            .ok_or_else(|| anyhow::anyhow!("no department {slug:?} in {}", tenant.slug))?,
+                    ),
+                    None => None,
+                };
+                Ok(agents::create_agent(
+                    conn,
+                    &tenant,
+                    &email,
+                    role,
+                    department.as_ref(),
+                    Actor::Operator,
+                )?)
+            })?;
+            eprintln!(
+                "agent {} created in {} with role {}",
+                agent.email,
+                tenant.slug,
+                agent.role.as_str()
+            );
+            Ok(())
+        }
+        AgentCommand::Token { email, tenant } => {
+            let email = AgentEmail::parse(&email)?;
+            let tenant = tenant_or_default(&state, tenant)?;
+            let token = state.db.write_blocking(|conn| -> anyhow::Result<_> {
+                let agent = agents::find_agent(conn, &tenant.id, &email)?
+                    .ok_or(agents::AgentError::Unknown)?;
+                Ok(agents::issue_api_token(conn, &agent, Actor::Operator)?)
+            })?;
+            // The only line on standard output, so scripts can capture it.
+            println!("{}", token.reveal());
+            Ok(())
+        }
+    }
+}
+
+fn tenant_or_default(state: &AppState, slug: Option<String>) -> anyhow::Result<tenants::Tenant> {
+    match slug {
+        None => Ok(state.default_tenant.clone()),
+        Some(slug) => {
+            let mut conn = state.db.get_blocking()?;
+            Ok(tenants::require_tenant(&mut conn, &slug)?)
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! Delivering a document: resolve the recipient, then stream the file through age into
+//! the object store, then commit the document row and its audit event together. If
+//! anything fails before the commit, the stored payload is removed.
+
+use bytes::Bytes;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::metadata::{Contact, DeliveryMetadata, Recipient};
+use super::{DocumentError, DocumentId};
+use crate::agents::Agent;
+use crate::audit::{self, Actor, AuditEvent};
+use crate::citizens::{self, CitizenKey, RecipientIndex};
+use crate::crypto::{DocumentEncryptor, HashDomain, seal};
+use crate::db::schema::documents;
+use crate::state::AppState;
+use crate::storage::{BlobDigest, BlobKey, PendingBlob};
+use crate::tenants;
+
+/// A client-chosen key that makes a retried delivery safe.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// 1 to 200 visible ASCII characters.
+    pub fn parse(text: &str) -> Result<Self, DocumentError> {
+        let valid = (1..=200).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic());
+        if valid {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(DocumentError::InvalidRequest(
+                "Idempotency-Key must be 1 to 200 visible ASCII characters".to_owned(),
+            ))
+        }
+    }
+}
+
+/// The file part as announced by the client.
+#[derive(Debug, Clone)]
+pub struct IncomingFile {
+    pub file_name: String,
+    pub content_type: String,
+}
+
+/// What is sealed to the citizen next to each document: everything about it that
+/// could tell something about the person.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedMetadata {
+    pub title: String,
+    pub file_name: String,
+    /// The recipient as the agent named them (canonical pivot, NRN or citizen id).
+    pub addressed_to: String,
+    #[serde(default)]
+    pub contact: Option<Contact>,
+}
+
+/// The result of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub id: DocumentId,
+    /// True when an earlier request with the same idempotency key already stored it.
+    pub replayed: bool,
+}
+
+/// A delivery whose file is streaming in.
+pub enum Upload {
+    /// A new document: bytes are encrypted and stored.
+    New(Box<NewUpload>),
+    /// A retry of a request already carried out: bytes are only fingerprinted, to
+    /// check that they are the same as the first time.
+    Replay(ReplayUpload),
+}
+
+pub struct NewUpload {
+    state: AppState,
+    agent: Agent,
+    citizen_id: String,
+    department_id: Option<String>,
+    category: String,
+    content_type: String,
+    sealed_metadata: Vec<u8>,
+    encryptor: DocumentEncryptor,
+    header: Vec<u8>,
+    blob: PendingBlob,
+    plaintext_size: u64,
+    idempotency: Option<(IdempotencyKey, Fingerprint)>,
+}
+
+pub struct ReplayUpload {
+    existing: DocumentId,
+    stored_fingerprint: Option<String>,
+    fingerprint: Fingerprint,
+    plaintext_size: u64,
+    limit: u64,
+}
+
+/// A keyed hash of everything that makes two delivery requests the same.
+struct Fingerprint {
+    request: crate::crypto::KeyedHash,
+    content: Sha256,
+}
+
+impl Fingerprint {
+    fn start(state: &AppState, raw_metadata: &[u8], file: &IncomingFile) -> Self {
+        let request = state
+            .keys
+            .hasher
+            .start(HashDomain::DeliveryRequest)
+            .part(raw_metadata)
+            .part(file.file_name.as_bytes())
+            .part(file.content_type.as_bytes());
+        Self {
+            request,
+            content: Sha256::new(),
+        }
+    }
+
+    fn update(&mut self, chunk: &[u8]) {
+        self.content.update(chunk);
+    }
+
+    fn finish(self) -> String {
+        self.request.part(&self.content.finalize()).finish()
+    }
+}
+
+/// Starts a delivery once the metadata and the file part's headers are known.
+pub async fn begin_delivery(
+    state: &AppState,
+    agent: &Agent,
+    metadata: DeliveryMetadata,
+    raw_metadata: &[u8],
+    file: IncomingFile,
+    idempotency_key: Option<IdempotencyKey>,
+) -> Result<Upload, DocumentError> {
+    if !agent.role.can_deliver() {
+        return Err(DocumentError::Forbidden);
+    }
+    let limit = state.config.limits.max_document_bytes;
+    if let Some(key) = &idempotency_key
+        && let Some((existing, stored_fingerprint)) =
+            find_by_idempotency_key(state, &agent.id, key).await?
+    {
+        return Ok(Upload::Replay(ReplayUpload {
+            existing,
+            stored_fingerprint,
+            fingerprint: Fingerprint::start(state, raw_metadata, &file),
+            plaintext_size: 0,
+            limit,
+        }));
+    }
+
+    let department_id = match &metadata.department {
+        None => None,
+        Some(slug) => {
+            let (tenant_id, slug) = (agent.tenant_id.clone(), slug.as_str().to_owned());
+            let department = state
+                .db
+                .read(move |conn| tenants::find_department(conn, &tenant_id, &slug))
+                .await?;
+            Some(department.ok_or(DocumentError::UnknownDepartment)?.id)
+        }
+    };
+    let (citizen, addressed_to) = resolve_recipient(state, &metadata.recipient).await?;
+
+    let sealed_metadata = seal(
+        &citizen.recipient,
+        &serde_json::to_vec(&SealedMetadata {
+            title: metadata.title.clone(),
+            file_name: file.file_name.clone(),
+            addressed_to,
+            contact: metadata.contact.clone(),
+        })
+        .map_err(|error| DocumentError::Internal(error.to_string()))?,
+    )?;
+    let (encryptor, header) = DocumentEncryptor::start(&citizen.recipient)?;
+    let idempotency = idempotency_key.map(|key| {
+        let fingerprint = Fingerprint::start(state, raw_metadata, &file);
+        (key, fingerprint)
+    });
+    Ok(Upload::New(Box::new(NewUpload {
+        state: state.clone(),
+        agent: agent.clone(),
+        citizen_id: citizen.id,
+        department_id,
+        category: metadata.category.as_str().to_owned(),
+        content_type: file.content_type,
+        sealed_metadata,
+        encryptor,
+        header,
+        blob: state.storage.start_upload(BlobKey::new_document()),
+        plaintext_size: 0,
+        idempotency,
+    })))
+}
+
+/// Finds or creates the citizen the agent named; returns them and how they were named.
+async fn resolve_recipient(
+    state: &AppState,
+    recipient: &Recipient,
+) -> Result<(CitizenKey, String), DocumentError> {
+    match recipient {
+        Recipient::CitizenId(id) => {
+            let lookup = id.clone();
+            let citizen = state
+                .db
+                .read(move |conn| citizens::find_citizen(conn, &lookup))
+                .await?
+                .ok_or(DocumentError::UnknownRecipient)?;
+            Ok((citizen, format!("citizen:{id}")))
+        }
+        Recipient::Pivot(pivot) => {
+            let index = RecipientIndex::of_pivot(&state.keys.hasher, pivot);
+            let citizen = find_or_create(state, index).await?;
+            Ok((citizen, format!("pivot:{}", pivot.canonical())))
+        }
+        Recipient::NationalRegisterNumber(nrn) => {
+            let index = RecipientIndex::of_nrn(&state.keys.hasher, nrn);
+            let citizen = find_or_create(state, index).await?;
+            Ok((citizen, format!("nrn:{}", nrn.as_str())))
+        }
+    }
+}
+
+async fn find_or_create(
+    state: &AppState,
+    index: RecipientIndex,
+) -> Result<CitizenKey, DocumentError> {
+    let keys = state.keys.clone();
+    state
+        .db
+        .write(move |conn| -> Result<CitizenKey, DocumentError> {
+            Ok(citizens::find_or_create_citizen(conn, &keys.master, &index)?)
+        })
+        .await
+}
+
+async fn find_by_idempotency_key(
+    state: &AppState,
+    agent_id: &str,
+    key: &IdempotencyKey,
+) -> Result<Option<(DocumentId, Option<String>)>, DocumentError> {
+    let (agent_id, key) = (agent_id.to_owned(), key.0.clone());
+    state
+        .db
+        .read(move |conn| -> Result<_, DocumentError> {
+            let found: Option<(String, Option<String>)> = documents::table
+                .filter(documents::agent_id.eq(agent_id))
+                .filter(documents::idempotency_key.eq(key))
+                .select((documents::id, documents::request_fingerprint))
+                .first(conn)
+                .optional()?;
+            Ok(found.map(|(id, fingerprint)| (DocumentId(id), fingerprint)))
+        })
+        .await
+}
+
+impl Upload {
+    /// Takes the next chunk of the file.
+    pub async fn push(&mut self, chunk: Bytes) -> Result<(), DocumentError> {
+        match self {
+            Self::New(upload) => upload.push(chunk).await,
+            Self::Replay(replay) => {
+                replay.plaintext_size += chunk.len() as u64;
+                if replay.plaintext_size > replay.limit {
+                    return Err(DocumentError::TooLarge { limit: replay.limit });
+                }
+                replay.fingerprint.update(&chunk);
+                Ok(())
+            }
+        }
+    }
+
+    /// The file has been received completely: store it, or confirm the replay.
+    pub async fn finish(self) -> Result<Delivered, DocumentError> {
+        match self {
+            Self::New(upload) => upload.finish().await,
+            Self::Replay(replay) => {
+                if replay.stored_fingerprint.as_deref() == Some(&replay.fingerprint.finish()) {
+                    Ok(Delivered {
+                        id: replay.existing,
+                        replayed: true,
+                    })
+                } else {
+                    Err(DocumentError::IdempotencyConflict)
+                }
+            }
+        }
+    }
+
+    /// The request failed: remove whatever was stored.
+    pub async fn abandon(self) {
+        if let Self::New(upload) = self {
+            upload.blob.discard().await;
+        }
+    }
+}
+
+impl NewUpload {
+    async fn push(&mut self, chunk: Bytes) -> Result<(), DocumentError> {
+        let limit = self.state.config.limits.max_document_bytes;
+        self.plaintext_size += chunk.len() as u64;
+        if self.plaintext_size > limit {
+            return Err(DocumentError::TooLarge { limit });
+        }
+        if let Some((_, fingerprint)) = &mut self.idempotency {
+            fingerprint.update(&chunk);
+        }
+        // Encrypting a multipart chunk (tens of KiB) takes tens of microseconds, short
+        // enough to stay on the async worker.
+        let ciphertext = self.encryptor.encrypt(&chunk)?;
+        self.blob.write(ciphertext).await?;
+        Ok(())
+    }
+
+    async fn finish(self) -> Result<Delivered, DocumentError> {
+        let Self {
+            state,
+            agent,
+            citizen_id,
+            department_id,
+            category,
+            content_type,
+            sealed_metadata,
+            encryptor,
+            header,
+            mut blob,
+            plaintext_size,
+            idempotency,
+        } = self;
+        if plaintext_size == 0 {
+            blob.discard().await;
+            return Err(DocumentError::EmptyDocument);
+        }
+        let tail = encryptor.finish()?;
+        let digest = match async {
+            blob.write(tail).await?;
+            blob.complete().await
+        }
+        .await
+        {
+            Ok(digest) => digest,
+            Err(error) => {
+                blob.discard().await;
+                return Err(error.into());
+            }
+        };
+        let (idempotency_key, request_fingerprint) = match idempotency {
+            Some((key, fingerprint)) => (Some(key.0), Some(fingerprint.finish())),
+            None => (None, None),
+        };
+        let row = NewDocument {
+            id: crate::new_id(),
+            tenant_id: agent.tenant_id.clone(),
+            department_id,
+            agent_id: agent.id.clone(),
+            citizen_id,
+            category,
+            content_type,
+            sealed_metadata,
+            age_header: header,
+            blob_key: blob.key().as_str().to_owned(),
+            ciphertext_size: to_i64(digest.size)?,
+            ciphertext_sha256: digest.sha256.clone(),
+            plaintext_size: to_i64(plaintext_size)?,
+            idempotency_key,
+            request_fingerprint,
+            created_at: crate::now(),
+        };
+        let committed = commit_document(&state, row.clone()).await;
+        match committed {
+            Ok(()) => {
+                blob.keep();
+                tracing::info!(document.id = %row.id, tenant.id = %row.tenant_id, document.size = plaintext_size, "document delivered");
+                Ok(Delivered {
+                    id: DocumentId(row.id),
+                    replayed: false,
+                })
+            }
+            Err(error) => {
+                blob.discard().await;
+                // Two identical requests raced: the other one stored the document.
+                if let (DocumentError::Database(db_error), Some(key)) =
+                    (&error, &row.idempotency_key)
+                    && db_error.is_unique_violation()
+                {
+                    let key = IdempotencyKey(key.clone());
+                    if let Some((existing, stored)) =
+                        find_by_idempotency_key(&state, &agent.id, &key).await?
+                    {
+                        return if stored == row.request_fingerprint {
+                            Ok(Delivered {
+                                id: existing,
+                                replayed: true,
+                            })
+                        } else {
+                            Err(DocumentError::IdempotencyConflict)
+                        };
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+fn to_i64(size: u64) -> Result<i64, DocumentError> {
+    i64::try_from(size).map_err(|_| DocumentError::Internal("size overflow".to_owned()))
+}
+
+#[derive(Clone, Insertable)]
+#[diesel(table_name = documents)]
+struct NewDocument {
+    id: String,
+    tenant_id: String,
+    department_id: Option<String>,
+    agent_id: String,
+    citizen_id: String,
+    category: String,
+    content_type: String,
+    sealed_metadata: Vec<u8>,
+    age_header: Vec<u8>,
+    blob_key: String,
+    ciphertext_size: i64,
+    ciphertext_sha256: String,
+    plaintext_size: i64,
+    idempotency_key: Option<String>,
+    request_fingerprint: Option<String>,
+    created_at: chrono::NaiveDateTime,
+}
+
+/// Writes the document row and its audit event in one transaction.
+async fn commit_document(state: &AppState, row: NewDocument) -> Result<(), DocumentError> {
+    state
+        .db
+        .write(move |conn| -> Result<(), DocumentError> {
+            diesel::insert_into(documents::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(crate::db::DbError::from)?;
+            audit::record(
+                conn,
+                AuditEvent::new(Actor::Agent(row.agent_id.clone()), "document.delivered")
+                    .tenant(&row.tenant_id)
+                    .subject("document", &row.id)
+                    .citizen(&row.citizen_id)
+                    .details(serde_json::json!({
+                        "category": row.category,
+                        "department_id": row.department_id,
+                        "size": row.plaintext_size,
+                    })),
+            )?;
+            Ok(())
+        })
+        .await
+}
+
+/// The digest recorded for a stored document (used when reading it back).
+pub(super) fn recorded_digest(size: i64, sha256: String) -> BlobDigest {
+    BlobDigest {
+        size: u64::try_from(size).unwrap_or_default(),
+        sha256,
+    }
+}

@@ -1,0 +1,170 @@
+//! Citizens' vaults: delivering encrypted documents into them, reading their status,
+//! opening them again, and sweeping payloads that no document points to.
+
+pub mod delivery;
+pub mod metadata;
+mod reading;
+mod sweep;
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+pub use delivery::{Delivered, IdempotencyKey, IncomingFile, SealedMetadata, Upload, begin_delivery};
+pub use metadata::{DeliveryMetadata, MetadataError};
+pub use reading::{OpenedDocument, open_document, read_to_vec};
+pub use sweep::{ORPHAN_GRACE, sweep_orphan_payloads};
+
+use crate::citizens::CitizenError;
+use crate::crypto::SealError;
+use crate::db::schema::{departments, documents};
+use crate::db::{Conn, DbError};
+use crate::storage::StorageError;
+
+/// A document's identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocumentId(pub String);
+
+impl DocumentId {
+    /// Parses an identifier from a URL (a UUID).
+    pub fn parse(text: &str) -> Option<Self> {
+        uuid::Uuid::parse_str(text)
+            .ok()
+            .map(|id| Self(id.to_string()))
+    }
+}
+
+/// Where a document stands, derived from its timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentState {
+    Stored,
+    Notified,
+    Opened,
+    Withdrawn,
+}
+
+/// What an agent may see of a delivered document: no title, no recipient.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DocumentStatus {
+    pub id: String,
+    pub state: DocumentState,
+    pub category: String,
+    pub department: Option<String>,
+    /// Size of the original file, in bytes.
+    pub size: i64,
+    pub created_at: chrono::NaiveDateTime,
+    pub notified_at: Option<chrono::NaiveDateTime>,
+    pub first_opened_at: Option<chrono::NaiveDateTime>,
+    pub withdrawn_at: Option<chrono::NaiveDateTime>,
+}
+
+/// Errors of the vault, each with a meaning the web edge can tell the client.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    #[error("this account may not deliver documents")]
+    Forbidden,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error("no citizen with this identifier")]
+    UnknownRecipient,
+    #[error("no such department in this tenant")]
+    UnknownDepartment,
+    #[error("the document is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the document is empty")]
+    EmptyDocument,
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyConflict,
+    #[error("no such document")]
+    NotFound,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("encryption: {0}")]
+    Crypto(#[from] SealError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<diesel::result::Error> for DocumentError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Database(error.into())
+    }
+}
+
+impl From<CitizenError> for DocumentError {
+    fn from(error: CitizenError) -> Self {
+        match error {
+            CitizenError::Database(error) => Self::Database(error),
+            CitizenError::Key(error) => Self::Crypto(error),
+        }
+    }
+}
+
+impl From<std::io::Error> for DocumentError {
+    fn from(error: std::io::Error) -> Self {
+        Self::Crypto(SealError::Encrypt(error.to_string()))
+    }
+}
+
+type StatusRow = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    chrono::NaiveDateTime,
+    Option<chrono::NaiveDateTime>,
+    Option<chrono::NaiveDateTime>,
+    Option<chrono::NaiveDateTime>,
+);
+
+/// The status of a document delivered by `tenant_id`, if it exists there.
+pub fn document_status(
+    conn: &mut Conn,
+    tenant_id: &str,
+    id: &DocumentId,
+) -> Result<Option<DocumentStatus>, DbError> {
+    let row: Option<StatusRow> = documents::table
+        .left_join(departments::table.on(documents::department_id.eq(departments::id.nullable())))
+        .filter(documents::id.eq(&id.0))
+        .filter(documents::tenant_id.eq(tenant_id))
+        .select((
+            documents::id,
+            documents::category,
+            departments::slug.nullable(),
+            documents::plaintext_size,
+            documents::created_at,
+            documents::notified_at,
+            documents::first_opened_at,
+            documents::withdrawn_at,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(
+        |(id, category, department, size, created_at, notified_at, first_opened_at, withdrawn_at)| {
+            let state = if withdrawn_at.is_some() {
+                DocumentState::Withdrawn
+            } else if first_opened_at.is_some() {
+                DocumentState::Opened
+            } else if notified_at.is_some() {
+                DocumentState::Notified
+            } else {
+                DocumentState::Stored
+            };
+            DocumentStatus {
+                id,
+                state,
+                category,
+                department,
+                size,
+                created_at,
+                notified_at,
+                first_opened_at,
+                withdrawn_at,
+            }
+        },
+    ))
+}

@@ -1,0 +1,124 @@
+//! Opening a document for its citizen: unwrap their vault key, unseal the metadata,
+//! stream the payload back through age. Every opening is audited; the first is
+//! recorded on the document.
+
+use bytes::Bytes;
+use diesel::prelude::*;
+use futures::{Stream, TryStreamExt};
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+use tokio_util::io::ReaderStream;
+
+use super::delivery::{SealedMetadata, recorded_digest};
+use super::{DocumentError, DocumentId};
+use crate::audit::{self, Actor, AuditEvent};
+use crate::citizens;
+use crate::crypto::{decrypt_document, unseal};
+use crate::db::schema::documents;
+use crate::state::AppState;
+use crate::storage::BlobKey;
+
+/// A document being read: its unsealed metadata and a stream of plaintext.
+pub struct OpenedDocument<S> {
+    pub metadata: SealedMetadata,
+    pub content_type: String,
+    pub size: i64,
+    /// Plaintext; ends with an error if the payload was truncated or altered.
+    pub content: S,
+}
+
+/// Opens `id` for `citizen_id` (who must be its recipient).
+pub async fn open_document(
+    state: &AppState,
+    citizen_id: &str,
+    id: &DocumentId,
+) -> Result<OpenedDocument<impl Stream<Item = std::io::Result<Bytes>> + use<>>, DocumentError> {
+    let (citizen, document_id, keys) = (citizen_id.to_owned(), id.0.clone(), state.keys.clone());
+    let (row, identity) = state
+        .db
+        .read(move |conn| -> Result<_, DocumentError> {
+            let row: (String, String, Vec<u8>, Vec<u8>, String, i64, String, i64) =
+                documents::table
+                    .filter(documents::id.eq(&document_id))
+                    .filter(documents::citizen_id.eq(&citizen))
+                    .filter(documents::withdrawn_at.is_null())
+                    .select((
+                        documents::tenant_id,
+                        documents::content_type,
+                        documents::sealed_metadata,
+                        documents::age_header,
+                        documents::blob_key,
+                        documents::ciphertext_size,
+                        documents::ciphertext_sha256,
+                        documents::plaintext_size,
+                    ))
+                    .first(conn)
+                    .optional()?
+                    .ok_or(DocumentError::NotFound)?;
+            let identity = citizens::unwrap_vault_identity(conn, &keys.master, &citizen)?
+                .ok_or(DocumentError::NotFound)?;
+            Ok((row, identity))
+        })
+        .await?;
+    let (tenant_id, content_type, sealed, header, blob_key, cipher_size, cipher_sha, size) = row;
+    let metadata: SealedMetadata = serde_json::from_slice(&unseal(&identity, &sealed)?)
+        .map_err(|error| DocumentError::Internal(format!("sealed metadata: {error}")))?;
+
+    let payload = state
+        .storage
+        .read_verified(
+            &BlobKey::from_stored(blob_key),
+            recorded_digest(cipher_size, cipher_sha),
+        )
+        .await?
+        .into_async_read();
+    let plaintext = decrypt_document(&identity, header, payload).await?;
+
+    record_opening(state, &tenant_id, citizen_id, id).await?;
+    Ok(OpenedDocument {
+        metadata,
+        content_type,
+        size,
+        content: ReaderStream::new(plaintext.compat()),
+    })
+}
+
+async fn record_opening(
+    state: &AppState,
+    tenant_id: &str,
+    citizen_id: &str,
+    id: &DocumentId,
+) -> Result<(), DocumentError> {
+    let (tenant_id, citizen_id, id) = (tenant_id.to_owned(), citizen_id.to_owned(), id.0.clone());
+    state
+        .db
+        .write(move |conn| -> Result<(), DocumentError> {
+            let first = diesel::update(documents::table.find(&id))
+                .filter(documents::first_opened_at.is_null())
+                .set(documents::first_opened_at.eq(crate::now()))
+                .execute(conn)?
+                == 1;
+            audit::record(
+                conn,
+                AuditEvent::new(Actor::Citizen(citizen_id.clone()), "document.opened")
+                    .tenant(&tenant_id)
+                    .subject("document", &id)
+                    .citizen(&citizen_id)
+                    .details(serde_json::json!({ "first": first })),
+            )?;
+            Ok(())
+        })
+        .await
+}
+
+/// Convenience for tests and tools: the whole plaintext of a small document.
+pub async fn read_to_vec<S>(stream: S) -> std::io::Result<Vec<u8>>
+where
+    S: Stream<Item = std::io::Result<Bytes>>,
+{
+    stream
+        .try_fold(Vec::new(), |mut all, chunk| async move {
+            all.extend_from_slice(&chunk);
+            Ok(all)
+        })
+        .await
+}
