@@ -103,7 +103,11 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if self.status.is_server_error() {
-            tracing::error!(error.code = self.code, error.cause = self.cause.as_deref().unwrap_or(""), "request failed");
+            tracing::error!(
+                error.code = self.code,
+                error.cause = self.cause.as_deref().unwrap_or(""),
+                "request failed"
+            );
         } else if let Some(cause) = &self.cause {
             tracing::info!(error.code = self.code, error.cause = %cause, "request refused");
         }

@@ -37,7 +37,9 @@ pub enum KeyError {
     },
     #[error("key material: {0}")]
     Seal(#[from] SealError),
-    #[error("the master key comes from the environment: pass --new-key-file to say where the new key goes")]
+    #[error(
+        "the master key comes from the environment: pass --new-key-file to say where the new key goes"
+    )]
     NoKeyFile,
     #[error("{0}")]
     Io(String),
@@ -65,7 +67,9 @@ impl Keyring {
             MasterKeySource::File(path) => {
                 tracing::info!(key.path = %path.display(), "master key loaded")
             }
-            MasterKeySource::Environment => tracing::info!("master key loaded from the environment"),
+            MasterKeySource::Environment => {
+                tracing::info!("master key loaded from the environment")
+            }
         }
         let hasher = db.write_blocking(|conn| load_or_create_hmac_key(conn, &master, &source))?;
         Ok(Self { master, hasher })

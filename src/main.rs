@@ -132,8 +132,11 @@ fn run(config: Config, command: Command) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Rotate { new_key_file }) => {
             let state = AppState::open(config)?;
-            let report =
-                eguichet::keys::rotate_master_key(&state.config, &state.db, new_key_file.as_deref())?;
+            let report = eguichet::keys::rotate_master_key(
+                &state.config,
+                &state.db,
+                new_key_file.as_deref(),
+            )?;
             eprintln!(
                 "master key rotated: {} citizen key(s) re-wrapped; the new key is in {}",
                 report.citizens,
@@ -175,8 +178,9 @@ fn run_agent(state: AppState, command: AgentCommand) -> anyhow::Result<()> {
             let agent = state.db.write_blocking(|conn| -> anyhow::Result<_> {
                 let department = match department {
                     Some(slug) => Some(
-                        tenants::find_department(conn, &tenant.id, &slug)?
-                            .ok_or_else(|| anyhow::anyhow!("no department {slug:?} in {}", tenant.slug))?,
+                        tenants::find_department(conn, &tenant.id, &slug)?.ok_or_else(|| {
+                            anyhow::anyhow!("no department {slug:?} in {}", tenant.slug)
+                        })?,
                     ),
                     None => None,
                 };

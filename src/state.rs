@@ -37,16 +37,21 @@ impl AppState {
     /// Connects, migrates, opens the keys and ensures the default tenant exists.
     /// Blocking: call it before the async server starts, or from `spawn_blocking`.
     pub fn open(config: Config) -> Result<Self, StartError> {
-        let db = Database::connect(&config.database_url(), config.database.pool_size.unwrap_or(10))?;
+        let db = Database::connect(
+            &config.database_url(),
+            config.database.pool_size.unwrap_or(10),
+        )?;
         let applied = db::run_migrations(&mut *db.get_blocking()?)?;
         if applied > 0 {
             tracing::info!(migrations.applied = applied, "database migrated");
         }
         let storage = Storage::from_config(&config)?;
         let keys = Keyring::open(&config, &db)?;
-        let slug = Slug::parse(&config.tenant.slug).map_err(|e| StartError::Config(e.to_string()))?;
+        let slug =
+            Slug::parse(&config.tenant.slug).map_err(|e| StartError::Config(e.to_string()))?;
         let name = config.tenant.name.clone();
-        let default_tenant = db.write_blocking(|conn| tenants::ensure_tenant(conn, &slug, &name))?;
+        let default_tenant =
+            db.write_blocking(|conn| tenants::ensure_tenant(conn, &slug, &name))?;
         Ok(Self {
             config: Arc::new(config),
             db,

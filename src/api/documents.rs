@@ -21,7 +21,10 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
 /// The multipart body (for the OpenAPI description).
 #[derive(utoipa::ToSchema)]
-#[expect(dead_code, reason = "only describes the multipart body in the OpenAPI document")]
+#[expect(
+    dead_code,
+    reason = "only describes the multipart body in the OpenAPI document"
+)]
 pub struct DeliveryForm {
     /// JSON delivery metadata; must come first.
     #[schema(value_type = crate::vault::metadata::DeliveryMetadataInput)]
@@ -105,6 +108,7 @@ pub async fn deliver_document(
         Ok(()) => drop(file_part),
         Err(error) => {
             upload.abandon().await;
+            drain_rest(file_part, body, limit).await;
             return Err(error);
         }
     }
@@ -203,6 +207,27 @@ async fn stream_file(field: &mut Field, upload: &mut Upload) -> Result<(), ApiEr
         upload.push(chunk.map_err(multipart_error)?).await?;
     }
     Ok(())
+}
+
+/// Reads and discards what the client is still sending (up to about the size limit),
+/// so that it receives the error answer instead of a connection reset mid-upload.
+async fn drain_rest(mut field: Field, mut body: Multipart, limit: u64) {
+    let mut drained: u64 = 0;
+    while let Some(Ok(chunk)) = field.next().await {
+        drained += chunk.len() as u64;
+        if drained > limit + MULTIPART_OVERHEAD {
+            return;
+        }
+    }
+    drop(field);
+    while let Some(Ok(mut next)) = body.next().await {
+        while let Some(Ok(chunk)) = next.next().await {
+            drained += chunk.len() as u64;
+            if drained > limit + MULTIPART_OVERHEAD {
+                return;
+            }
+        }
+    }
 }
 
 /// Nothing may follow the file part.

@@ -94,9 +94,20 @@ mod tests {
         let hasher = KeyedHasher::new([7; 32]);
         let pivot = hasher.hash(HashDomain::PivotIdentity, b"x");
         assert_ne!(pivot, hasher.hash(HashDomain::NationalRegisterNumber, b"x"));
-        let ab_c = hasher.start(HashDomain::DeliveryRequest).part(b"ab").part(b"c").finish();
-        let a_bc = hasher.start(HashDomain::DeliveryRequest).part(b"a").part(b"bc").finish();
+        let ab_c = hasher
+            .start(HashDomain::DeliveryRequest)
+            .part(b"ab")
+            .part(b"c")
+            .finish();
+        let a_bc = hasher
+            .start(HashDomain::DeliveryRequest)
+            .part(b"a")
+            .part(b"bc")
+            .finish();
         assert_ne!(ab_c, a_bc);
-        assert_ne!(pivot, KeyedHasher::new([8; 32]).hash(HashDomain::PivotIdentity, b"x"));
+        assert_ne!(
+            pivot,
+            KeyedHasher::new([8; 32]).hash(HashDomain::PivotIdentity, b"x")
+        );
     }
 }

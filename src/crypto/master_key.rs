@@ -194,7 +194,10 @@ mod tests {
         }
         let (second, source) = MasterKey::load(&config).unwrap();
         assert!(matches!(source, MasterKeySource::File(_)));
-        assert_eq!(first.recipient().to_string(), second.recipient().to_string());
+        assert_eq!(
+            first.recipient().to_string(),
+            second.recipient().to_string()
+        );
     }
 
     #[test]

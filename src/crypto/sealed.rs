@@ -138,7 +138,10 @@ mod tests {
         let stranger = VaultIdentity::generate();
         let sealed = seal(&citizen.recipient(), b"Avis d'imposition 2026").unwrap();
         assert!(!sealed.windows(5).any(|w| w == b"Avis "));
-        assert_eq!(unseal(&citizen, &sealed).unwrap(), b"Avis d'imposition 2026");
+        assert_eq!(
+            unseal(&citizen, &sealed).unwrap(),
+            b"Avis d'imposition 2026"
+        );
         assert!(unseal(&stranger, &sealed).is_err());
     }
 

@@ -94,7 +94,9 @@ impl DatabaseUrl {
         }
         let mut conn = self.establish().map_err(DatabaseUrlError::Open)?;
         conn.batch_execute("PRAGMA journal_mode = WAL;")
-            .map_err(|error| DatabaseUrlError::Open(ConnectionError::CouldntSetupConfiguration(error)))
+            .map_err(|error| {
+                DatabaseUrlError::Open(ConnectionError::CouldntSetupConfiguration(error))
+            })
     }
 
     /// Opens one connection, configured for our use.

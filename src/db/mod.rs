@@ -180,5 +180,9 @@ where
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(work))
         .await
-        .map_err(|error| E::from(DbError::Unavailable(format!("database task failed: {error}"))))?
+        .map_err(|error| {
+            E::from(DbError::Unavailable(format!(
+                "database task failed: {error}"
+            )))
+        })?
 }

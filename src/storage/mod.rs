@@ -188,7 +188,6 @@ fn build_s3(config: &Config) -> Result<Arc<dyn ObjectStore>, StorageError> {
         .with_bucket_name(bucket)
         .with_region(s3.region.as_deref().unwrap_or("us-east-1"))
         .with_virtual_hosted_style_request(!s3.path_style)
-        .with_allow_http(s3.allow_http)
         // Fail within seconds when the store is down instead of retrying for minutes:
         // the uploader gets a clear error and nothing is left half-written.
         .with_retry(RetryConfig {
@@ -196,8 +195,10 @@ fn build_s3(config: &Config) -> Result<Arc<dyn ObjectStore>, StorageError> {
             max_retries: 2,
             retry_timeout: Duration::from_secs(10),
         })
+        // `allow_http` lives in the client options, so it is set here, not on the builder.
         .with_client_options(
             ClientOptions::new()
+                .with_allow_http(s3.allow_http)
                 .with_connect_timeout(Duration::from_secs(5))
                 .with_timeout(Duration::from_secs(120)),
         );
@@ -256,13 +257,12 @@ impl PendingBlob {
             .writer
             .take()
             .ok_or_else(|| StorageError::Corrupt("upload completed twice".to_owned()))?;
-        writer
-            .shutdown()
-            .await
-            .map_err(|error| StorageError::Unavailable(object_store::Error::Generic {
+        writer.shutdown().await.map_err(|error| {
+            StorageError::Unavailable(object_store::Error::Generic {
                 store: "upload",
                 source: Box::new(error),
-            }))?;
+            })
+        })?;
         Ok(BlobDigest {
             size: self.size,
             sha256: hex::encode(self.hasher.clone().finalize()),

@@ -177,7 +177,9 @@ mod tests {
     #[test]
     fn slugs_are_strict() {
         assert!(Slug::parse("ville-de-namur").is_ok());
-        for bad in ["", "a", "Ville", "ville_de", "-ville", "ville-", "ville de", "é"] {
+        for bad in [
+            "", "a", "Ville", "ville_de", "-ville", "ville-", "ville de", "é",
+        ] {
             assert!(Slug::parse(bad).is_err(), "{bad}");
         }
     }

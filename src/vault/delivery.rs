@@ -69,7 +69,7 @@ pub enum Upload {
     New(Box<NewUpload>),
     /// A retry of a request already carried out: bytes are only fingerprinted, to
     /// check that they are the same as the first time.
-    Replay(ReplayUpload),
+    Replay(Box<ReplayUpload>),
 }
 
 pub struct NewUpload {
@@ -142,13 +142,13 @@ pub async fn begin_delivery(
         && let Some((existing, stored_fingerprint)) =
             find_by_idempotency_key(state, &agent.id, key).await?
     {
-        return Ok(Upload::Replay(ReplayUpload {
+        return Ok(Upload::Replay(Box::new(ReplayUpload {
             existing,
             stored_fingerprint,
             fingerprint: Fingerprint::start(state, raw_metadata, &file),
             plaintext_size: 0,
             limit,
-        }));
+        })));
     }
 
     let department_id = match &metadata.department {
@@ -231,7 +231,11 @@ async fn find_or_create(
     state
         .db
         .write(move |conn| -> Result<CitizenKey, DocumentError> {
-            Ok(citizens::find_or_create_citizen(conn, &keys.master, &index)?)
+            Ok(citizens::find_or_create_citizen(
+                conn,
+                &keys.master,
+                &index,
+            )?)
         })
         .await
 }
@@ -264,7 +268,9 @@ impl Upload {
             Self::Replay(replay) => {
                 replay.plaintext_size += chunk.len() as u64;
                 if replay.plaintext_size > replay.limit {
-                    return Err(DocumentError::TooLarge { limit: replay.limit });
+                    return Err(DocumentError::TooLarge {
+                        limit: replay.limit,
+                    });
                 }
                 replay.fingerprint.update(&chunk);
                 Ok(())

@@ -279,8 +279,12 @@ mod tests {
             DeliveryMetadata::parse(b"{not json"),
             Err(MetadataError::Malformed(_))
         ));
-        let missing_title = serde_json::json!({"recipient": {"nrn": "85073003328"}, "category": "x1"});
-        assert!(matches!(parse(missing_title), Err(MetadataError::Malformed(_))));
+        let missing_title =
+            serde_json::json!({"recipient": {"nrn": "85073003328"}, "category": "x1"});
+        assert!(matches!(
+            parse(missing_title),
+            Err(MetadataError::Malformed(_))
+        ));
         let control = serde_json::json!({"recipient": {"nrn": "85073003328"},
                                           "title": "a\u{0007}b", "category": "impots"});
         assert!(matches!(parse(control), Err(MetadataError::Field(_))));
@@ -288,9 +292,18 @@ mod tests {
 
     #[test]
     fn phones_are_normalised_to_e164() {
-        assert_eq!(normalise_phone("+33 6 12 34 56 78").as_deref(), Some("+33612345678"));
-        assert_eq!(normalise_phone("0470 12 34 56").as_deref(), Some("+32470123456"));
-        assert_eq!(normalise_phone("0033612345678").as_deref(), Some("+33612345678"));
+        assert_eq!(
+            normalise_phone("+33 6 12 34 56 78").as_deref(),
+            Some("+33612345678")
+        );
+        assert_eq!(
+            normalise_phone("0470 12 34 56").as_deref(),
+            Some("+32470123456")
+        );
+        assert_eq!(
+            normalise_phone("0033612345678").as_deref(),
+            Some("+33612345678")
+        );
         assert_eq!(normalise_phone("12345"), None);
         assert_eq!(normalise_phone("+33 6 12 34 ab"), None);
     }

@@ -9,7 +9,9 @@ mod sweep;
 use diesel::prelude::*;
 use serde::Serialize;
 
-pub use delivery::{Delivered, IdempotencyKey, IncomingFile, SealedMetadata, Upload, begin_delivery};
+pub use delivery::{
+    Delivered, IdempotencyKey, IncomingFile, SealedMetadata, Upload, begin_delivery,
+};
 pub use metadata::{DeliveryMetadata, MetadataError};
 pub use reading::{OpenedDocument, open_document, read_to_vec};
 pub use sweep::{ORPHAN_GRACE, sweep_orphan_payloads};
@@ -144,7 +146,16 @@ pub fn document_status(
         .first(conn)
         .optional()?;
     Ok(row.map(
-        |(id, category, department, size, created_at, notified_at, first_opened_at, withdrawn_at)| {
+        |(
+            id,
+            category,
+            department,
+            size,
+            created_at,
+            notified_at,
+            first_opened_at,
+            withdrawn_at,
+        )| {
             let state = if withdrawn_at.is_some() {
                 DocumentState::Withdrawn
             } else if first_opened_at.is_some() {

@@ -15,9 +15,12 @@ use crate::state::AppState;
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
 /// Deletes unreferenced payloads older than `grace`; returns how many.
-pub async fn sweep_orphan_payloads(state: &AppState, grace: Duration) -> Result<usize, DocumentError> {
-    let cutoff = chrono::Utc::now()
-        - chrono::TimeDelta::from_std(grace).unwrap_or(chrono::TimeDelta::MAX);
+pub async fn sweep_orphan_payloads(
+    state: &AppState,
+    grace: Duration,
+) -> Result<usize, DocumentError> {
+    let cutoff =
+        chrono::Utc::now() - chrono::TimeDelta::from_std(grace).unwrap_or(chrono::TimeDelta::MAX);
     let candidates: Vec<_> = state
         .storage
         .list_documents()
@@ -27,7 +30,10 @@ pub async fn sweep_orphan_payloads(state: &AppState, grace: Duration) -> Result<
         .collect();
     let mut removed = 0;
     for batch in candidates.chunks(500) {
-        let keys: Vec<String> = batch.iter().map(|blob| blob.key.as_str().to_owned()).collect();
+        let keys: Vec<String> = batch
+            .iter()
+            .map(|blob| blob.key.as_str().to_owned())
+            .collect();
         let referenced: HashSet<String> = state
             .db
             .read(move |conn| -> Result<_, DocumentError> {
@@ -39,7 +45,10 @@ pub async fn sweep_orphan_payloads(state: &AppState, grace: Duration) -> Result<
                     .collect())
             })
             .await?;
-        for blob in batch.iter().filter(|blob| !referenced.contains(blob.key.as_str())) {
+        for blob in batch
+            .iter()
+            .filter(|blob| !referenced.contains(blob.key.as_str()))
+        {
             state.storage.delete(&blob.key).await?;
             removed += 1;
         }

@@ -89,7 +89,9 @@ async fn sweep_orphans_periodically(state: AppState) {
     let mut interval = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         interval.tick().await;
-        if let Err(error) = crate::vault::sweep_orphan_payloads(&state, crate::vault::ORPHAN_GRACE).await {
+        if let Err(error) =
+            crate::vault::sweep_orphan_payloads(&state, crate::vault::ORPHAN_GRACE).await
+        {
             tracing::warn!(%error, "orphan sweep failed; will retry");
         }
     }
