@@ -627,6 +627,18 @@ async fn health_openapi_and_security_headers() {
     assert!(openapi["paths"]["/api/v1/documents"]["post"].is_object());
     assert!(openapi["paths"]["/api/v1/documents/{id}"]["get"].is_object());
 
+    let unknown = app.get("/api/v1/nothing-here").await;
+    assert_eq!(error_code(unknown, 404).await, "not_found");
+    let wrong_body = app
+        .client
+        .post(format!("{}/api/v1/documents", app.address))
+        .bearer_auth(app.agent_token("agent@mairie.example", Role::Agent).await)
+        .json(&json!({"title": "not multipart"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(wrong_body, 400).await, "malformed_upload");
+
     let home = app.get("/").await;
     assert_eq!(home.status(), 200);
     assert!(home.text().await.unwrap().contains("lang=\"fr\""));

@@ -328,3 +328,33 @@ fn production_configuration_refuses_demo_defaults() {
         .to_string();
     assert!(error.contains("master_key"), "{error}");
 }
+
+#[test]
+fn example_configuration_is_valid_and_complete() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/eguichet.example.toml"
+    ))
+    .unwrap();
+    Config::from_toml(&text).unwrap();
+    // Every commented-out example (`# key = value`) parses too, once uncommented.
+    let is_setting = |line: &str| {
+        line.split_once(" = ")
+            .is_some_and(|(key, _)| key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    };
+    let uncommented: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(setting) if is_setting(setting) => setting,
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let uncommented = uncommented.replace("master_key = \"AGE-SECRET-KEY-1...\"", "");
+    let config = Config::from_toml(&uncommented).unwrap();
+    assert_eq!(
+        config.storage.s3.bucket.as_deref(),
+        Some("eguichet-documents")
+    );
+    assert!(config.keys.master_key_file.is_some());
+}

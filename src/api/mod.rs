@@ -51,8 +51,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .route("/openapi.json", web::get().to(openapi_json))
             .route("/documents", web::post().to(documents::deliver_document))
-            .route("/documents/{id}", web::get().to(documents::document_status)),
+            .route("/documents/{id}", web::get().to(documents::document_status))
+            .default_service(web::to(unknown_route)),
     );
+}
+
+/// API clients get a JSON error for a path or method that does not exist.
+async fn unknown_route() -> Result<HttpResponse, crate::error::ApiError> {
+    Err(crate::error::ApiError::not_found())
 }
 
 async fn openapi_json() -> HttpResponse {

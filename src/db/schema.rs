@@ -39,7 +39,6 @@ diesel::table! {
         agent_id -> Text,
         token_hash -> Text,
         created_at -> Timestamp,
-        last_used_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
     }
 }

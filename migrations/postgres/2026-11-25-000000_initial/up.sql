@@ -34,7 +34,6 @@ CREATE TABLE api_tokens (
     agent_id TEXT NOT NULL REFERENCES agents (id),
     token_hash TEXT NOT NULL UNIQUE,
     created_at TIMESTAMP NOT NULL,
-    last_used_at TIMESTAMP,
     revoked_at TIMESTAMP
 );
 CREATE INDEX api_tokens_agent ON api_tokens (agent_id);
