@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -197,10 +197,12 @@ impl Config {
     }
 
     /// The embedded defaults rooted in `data_dir`, as `cargo run` would use them.
-    pub fn demo(data_dir: &Path) -> Self {
-        let base = Figment::new().merge(Serialized::default("data_dir", data_dir));
-        // The embedded defaults always deserialize.
-        Self::from_figment(base).unwrap_or_else(|_| unreachable!("defaults are valid"))
+    #[cfg(test)]
+    pub(crate) fn demo(data_dir: &Path) -> Self {
+        let base = Figment::new().merge(figment::providers::Serialized::default(
+            "data_dir", data_dir,
+        ));
+        Self::from_figment(base).expect("the embedded defaults are valid")
     }
 
     fn from_figment(figment: Figment) -> Result<Self, ConfigError> {

@@ -163,18 +163,21 @@ impl Storage {
             .map(|_| ())
     }
 
-    /// Lists every document payload in the store.
-    pub async fn list_documents(&self) -> Result<Vec<ListedBlob>, StorageError> {
+    /// Streams the list of every document payload in the store.
+    pub fn list_documents(
+        &self,
+    ) -> futures::stream::BoxStream<'static, Result<ListedBlob, StorageError>> {
         let prefix = Path::from(DOCUMENTS_PREFIX);
         self.store
             .list(Some(&prefix))
-            .map_ok(|meta| ListedBlob {
-                key: BlobKey(meta.location.to_string()),
-                last_modified: meta.last_modified,
+            .map(|meta| {
+                let meta = meta?;
+                Ok(ListedBlob {
+                    key: BlobKey(meta.location.to_string()),
+                    last_modified: meta.last_modified,
+                })
             })
-            .try_collect()
-            .await
-            .map_err(StorageError::from)
+            .boxed()
     }
 }
 

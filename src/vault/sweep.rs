@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use diesel::prelude::*;
+use futures::StreamExt;
 
 use super::DocumentError;
 use crate::db::schema::documents;
@@ -21,16 +22,16 @@ pub async fn sweep_orphan_payloads(
 ) -> Result<usize, DocumentError> {
     let cutoff =
         chrono::Utc::now() - chrono::TimeDelta::from_std(grace).unwrap_or(chrono::TimeDelta::MAX);
-    let candidates: Vec<_> = state
-        .storage
-        .list_documents()
-        .await?
-        .into_iter()
-        .filter(|blob| blob.last_modified < cutoff)
-        .collect();
+    // The listing is consumed in batches, so memory stays flat however many
+    // documents the store holds.
+    let mut listing = state.storage.list_documents().chunks(500);
     let mut removed = 0;
-    for batch in candidates.chunks(500) {
-        let keys: Vec<String> = batch
+    while let Some(batch) = listing.next().await {
+        let old: Vec<_> = batch
+            .into_iter()
+            .filter(|blob| !matches!(blob, Ok(blob) if blob.last_modified >= cutoff))
+            .collect::<Result<_, _>>()?;
+        let keys: Vec<String> = old
             .iter()
             .map(|blob| blob.key.as_str().to_owned())
             .collect();
@@ -45,7 +46,7 @@ pub async fn sweep_orphan_payloads(
                     .collect())
             })
             .await?;
-        for blob in batch
+        for blob in old
             .iter()
             .filter(|blob| !referenced.contains(blob.key.as_str()))
         {

@@ -255,7 +255,15 @@ impl TestApp {
 
     /// How many payloads are in the object store.
     pub async fn stored_objects(&self) -> usize {
-        self.state.storage.list_documents().await.unwrap().len()
+        use futures::TryStreamExt;
+        let listed: Vec<_> = self
+            .state
+            .storage
+            .list_documents()
+            .try_collect()
+            .await
+            .unwrap();
+        listed.len()
     }
 
     /// Waits (briefly) until the object store holds `expected` payloads.
