@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod citizens;
 pub mod config;
 pub mod crypto;

@@ -1,0 +1,1 @@
+//! The demonstration OpenID provider, mounted only in demo mode.
