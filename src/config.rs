@@ -40,6 +40,115 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub tenant: DefaultTenantConfig,
+    #[serde(default)]
+    pub session: SessionConfig,
+    #[serde(default)]
+    pub oidc: OidcConfig,
+}
+
+/// How long a login lasts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// A citizen's session ends after this many minutes without a request (default 15).
+    #[serde(default = "default_idle_minutes")]
+    pub idle_minutes: u32,
+    /// And in any case this many hours after login (default 12).
+    #[serde(default = "default_absolute_hours")]
+    pub absolute_hours: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_minutes: default_idle_minutes(),
+            absolute_hours: default_absolute_hours(),
+        }
+    }
+}
+
+fn default_idle_minutes() -> u32 {
+    15
+}
+
+fn default_absolute_hours() -> u32 {
+    12
+}
+
+/// Identity providers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Mount the built-in demonstration provider (demo mode only; default true there).
+    #[serde(default)]
+    pub demo_provider: Option<bool>,
+    /// Seconds to wait for a provider before giving up (default 10).
+    #[serde(default = "default_provider_timeout")]
+    pub timeout_seconds: u64,
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            demo_provider: None,
+            timeout_seconds: default_provider_timeout(),
+            providers: Vec::new(),
+        }
+    }
+}
+
+fn default_provider_timeout() -> u64 {
+    10
+}
+
+/// Which family of provider, for the few things that differ between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// FranceConnect or FranceConnect+: pivot identity claims.
+    Franceconnect,
+    /// The Belgian Federal Authentication Service: `egovNRN` claim.
+    Fas,
+    /// Any standard OpenID provider.
+    Generic,
+}
+
+/// Who logs in through a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Audience {
+    Citizen,
+    Agent,
+}
+
+/// One identity provider, as registered with it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Appears in URLs: `/login/{id}` and `/login/{id}/callback`.
+    pub id: String,
+    pub kind: ProviderKind,
+    pub audience: Audience,
+    /// Issuer URL, exactly as the provider publishes it (FranceConnect: ends in `/api/v2`).
+    pub issuer: Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// Required level, e.g. `eidas1`; sent as `acr_values` and checked in the ID token.
+    #[serde(default)]
+    pub acr_values: Option<String>,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// Button label; defaults by kind.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "given_name", "family_name", "birthdate", "birthplace", "birthcountry"]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 /// Whether demonstration shortcuts are allowed.
@@ -234,6 +343,36 @@ impl Config {
         {
             return invalid("public_url must be an http:// or https:// address");
         }
+        if self.session.idle_minutes == 0 || self.session.absolute_hours == 0 {
+            return invalid("session.idle_minutes and session.absolute_hours must be greater than 0");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for provider in &self.oidc.providers {
+            let valid_id = !provider.id.is_empty()
+                && provider.id.len() <= 32
+                && provider
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid_id {
+                return Err(ConfigError::Invalid(format!(
+                    "oidc.providers: id {:?} must be 1 to 32 lowercase letters, digits or hyphens",
+                    provider.id
+                )));
+            }
+            if !seen.insert(provider.id.as_str()) || provider.id == crate::auth::DEMO_PROVIDER_ID {
+                return Err(ConfigError::Invalid(format!(
+                    "oidc.providers: id {:?} is used twice or reserved",
+                    provider.id
+                )));
+            }
+            if !provider.scopes.iter().any(|scope| scope == "openid") {
+                return Err(ConfigError::Invalid(format!(
+                    "oidc.providers {:?}: scopes must include \"openid\"",
+                    provider.id
+                )));
+            }
+        }
         if self.mode == Mode::Production {
             self.validate_production()?;
         }
@@ -264,6 +403,18 @@ impl Config {
         if self.database.url.is_none() {
             return missing("database.url to be set explicitly");
         }
+        if self.oidc.demo_provider == Some(true) {
+            return Err(ConfigError::Invalid(
+                "the demonstration identity provider cannot run in production (oidc.demo_provider)"
+                    .to_owned(),
+            ));
+        }
+        if let Some(provider) = self.oidc.providers.iter().find(|p| p.issuer.scheme() != "https") {
+            return Err(ConfigError::Invalid(format!(
+                "oidc.providers {:?}: the issuer must be an https:// URL in production",
+                provider.id
+            )));
+        }
         if self.storage.backend == StorageBackend::S3
             && self.storage.s3.allow_http
             && self.storage.s3.endpoint.is_none()
@@ -291,6 +442,11 @@ impl Config {
                 .public_url
                 .as_ref()
                 .is_none_or(|url| url.scheme() == "http")
+    }
+
+    /// Whether the built-in demonstration identity provider is mounted.
+    pub fn demo_provider_enabled(&self) -> bool {
+        self.mode == Mode::Demo && self.oidc.demo_provider.unwrap_or(true)
     }
 
     /// Where a generated master key is written in demo mode.

@@ -345,7 +345,7 @@ fn example_configuration_is_valid_and_complete() {
     let uncommented: String = text
         .lines()
         .map(|line| match line.strip_prefix("# ") {
-            Some(setting) if is_setting(setting) => setting,
+            Some(setting) if is_setting(setting) || setting.starts_with('[') => setting,
             _ => line,
         })
         .collect::<Vec<_>>()
@@ -357,4 +357,5 @@ fn example_configuration_is_valid_and_complete() {
         Some("eguichet-documents")
     );
     assert!(config.keys.master_key_file.is_some());
+    assert_eq!(config.oidc.providers.len(), 1);
 }

@@ -3,4 +3,10 @@
 //! demonstration provider, and server-side sessions.
 
 pub mod demo_idp;
+pub mod http;
 pub mod jwks;
+pub mod relying_party;
+pub mod sessions;
+
+/// The id of the built-in demonstration provider, in URLs: `/login/demo`.
+pub const DEMO_PROVIDER_ID: &str = "demo";

@@ -2,11 +2,15 @@
 //! addressed to them, before any login: it holds the vault key (wrapped by the master
 //! key), its public recipient, and keyed hashes of the identities they were named by.
 
+mod contacts;
 mod identity;
+mod login;
 
 use diesel::prelude::*;
 
+pub use contacts::{Channel, NotificationContacts, notification_contacts, save_notification_contacts};
 pub use identity::{IdentityError, NationalRegisterNumber, PivotIdentity, PivotInput};
+pub use login::{AssertedIdentity, LoginMatch, ProviderAccount, citizen_for_login};
 
 use crate::crypto::{HashDomain, KeyedHasher, MasterKey, SealError, VaultIdentity, VaultRecipient};
 use crate::db::schema::citizens;
@@ -118,7 +122,7 @@ pub fn find_or_create_citizen(
         .ok_or_else(|| DbError::Query(diesel::result::Error::NotFound).into())
 }
 
-fn find_by_index(
+pub(crate) fn find_by_index(
     conn: &mut Conn,
     index: &RecipientIndex,
 ) -> Result<Option<CitizenKey>, CitizenError> {

@@ -61,6 +61,44 @@ diesel::table! {
         pivot_hash -> Nullable<Text>,
         nrn_hash -> Nullable<Text>,
         created_at -> Timestamp,
+        sealed_contacts -> Nullable<Binary>,
+    }
+}
+
+diesel::table! {
+    citizen_logins (issuer, subject) {
+        issuer -> Text,
+        subject -> Text,
+        citizen_id -> Text,
+        provider_id -> Text,
+        created_at -> Timestamp,
+        last_login_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    auth_flows (state_hash) {
+        state_hash -> Text,
+        purpose -> Text,
+        browser_hash -> Text,
+        provider_id -> Text,
+        nonce -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Text,
+        kind -> Text,
+        subject_id -> Text,
+        provider_id -> Nullable<Text>,
+        id_token -> Nullable<Text>,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        expires_at -> Timestamp,
     }
 }
 
@@ -116,6 +154,8 @@ diesel::joinable!(departments -> tenants (tenant_id));
 diesel::joinable!(agents -> tenants (tenant_id));
 diesel::joinable!(api_tokens -> agents (agent_id));
 diesel::joinable!(documents -> citizens (citizen_id));
+diesel::joinable!(documents -> tenants (tenant_id));
+diesel::joinable!(citizen_logins -> citizens (citizen_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
@@ -124,6 +164,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     key_material,
     citizens,
+    citizen_logins,
+    auth_flows,
+    sessions,
     documents,
     audit_chain_head,
     audit_events,

@@ -139,6 +139,16 @@ impl Storage {
         })
     }
 
+    /// Reads an object through once and checks its size and SHA-256, so that a
+    /// tampered or truncated payload is refused before anything is served from it.
+    pub async fn verify(&self, key: &BlobKey, expected: BlobDigest) -> Result<(), StorageError> {
+        let mut stream = self.read_verified(key, expected).await?;
+        while let Some(chunk) = stream.next().await {
+            chunk.map_err(|error| StorageError::Corrupt(error.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Deletes an object; deleting one that is already gone is not an error.
     pub async fn delete(&self, key: &BlobKey) -> Result<(), StorageError> {
         match self.store.delete(&key.path()).await {

@@ -3,6 +3,7 @@
 
 pub mod delivery;
 pub mod metadata;
+pub mod pages;
 mod reading;
 mod sweep;
 

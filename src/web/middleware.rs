@@ -9,19 +9,26 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Next};
 
-/// Headers every response carries. Nothing is cacheable: pages and API answers are
-/// about a person or an agent.
-pub fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
+/// Headers every response carries. Nothing is cacheable unless a handler says so
+/// (the stylesheet): pages and API answers are about a person or an agent, and the
+/// portal is used on public kiosks. No inline script or style is ever allowed.
+pub fn security_headers(production: bool) -> DefaultHeaders {
+    let headers = DefaultHeaders::new()
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("X-Frame-Options", "DENY"))
         .add(("Referrer-Policy", "no-referrer"))
         .add((
             "Content-Security-Policy",
-            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
         ))
         .add(("Cache-Control", "no-store"))
-        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"));
+    if production {
+        headers.add(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+    } else {
+        headers
+    }
 }
 
 /// Logs method, route pattern, status and duration.

@@ -2,17 +2,28 @@
 //! in tests), and runs the background tasks that belong to a serving instance.
 
 mod health;
+mod login;
 mod middleware;
+pub mod page;
 mod pages;
+pub mod session;
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 
-use crate::config::Config;
+use url::Url;
+
+use crate::auth::demo_idp::{DemoClient, DemoIdentityProvider};
+use crate::auth::relying_party::{IdentityProvider, Providers};
+use crate::auth::sessions::SessionPolicy;
+use crate::auth::{DEMO_PROVIDER_ID, http::provider_http_client, sessions};
+use crate::config::{Audience, Config, Mode, ProviderConfig, ProviderKind};
 use crate::state::{AppState, StartError};
+use session::AuthState;
 
 /// How often unreferenced payloads are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
@@ -41,15 +52,33 @@ impl Application {
         let address = listener
             .local_addr()
             .map_err(|error| StartError::Config(error.to_string()))?;
+        page::check_templates().map_err(StartError::Config)?;
+        let base_url = match &state.config.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{address}/"))
+                .map_err(|error| StartError::Config(error.to_string()))?,
+        };
+        let (auth, demo_idp) = build_auth(&state.config, &base_url)?;
         let data = web::Data::new(state.clone());
+        let auth = web::Data::new(auth);
+        let production = state.config.mode == Mode::Production;
         let server = HttpServer::new(move || {
+            let demo_idp = demo_idp.clone();
             App::new()
                 .app_data(data.clone())
-                .wrap(middleware::security_headers())
+                .app_data(auth.clone())
+                .wrap(middleware::security_headers(production))
                 .wrap(actix_web::middleware::from_fn(middleware::log_request))
                 .configure(health::configure)
                 .configure(crate::api::configure)
                 .configure(pages::configure)
+                .configure(login::configure)
+                .configure(crate::vault::pages::configure)
+                .configure(move |cfg| {
+                    if let Some(idp) = demo_idp {
+                        idp.configure(cfg);
+                    }
+                })
         })
         .client_request_timeout(Duration::from_secs(10))
         .client_disconnect_timeout(Duration::from_secs(5))
@@ -81,6 +110,60 @@ impl Application {
         sweeper.abort();
         result
     }
+}
+
+/// The identity providers (and, in demo mode, the demonstration one) and session rules.
+fn build_auth(
+    config: &Config,
+    base_url: &Url,
+) -> Result<(AuthState, Option<Arc<DemoIdentityProvider>>), StartError> {
+    let invalid = |error: String| StartError::Config(error);
+    let http = provider_http_client(Duration::from_secs(config.oidc.timeout_seconds))
+        .map_err(|error| invalid(error.to_string()))?;
+    let join = |path: &str| base_url.join(path).map_err(|error| invalid(error.to_string()));
+    let mut providers = Vec::new();
+    let demo_idp = if config.demo_provider_enabled() {
+        let issuer = join("demo-idp")?;
+        let client_secret = sessions::new_secret();
+        let idp = DemoIdentityProvider::new(
+            issuer.clone(),
+            DemoClient {
+                client_id: "eguichet-demo".to_owned(),
+                client_secret: client_secret.clone(),
+                redirect_uris: vec![join(&format!("login/{DEMO_PROVIDER_ID}/callback"))?],
+                post_logout_redirect_uris: vec![join("logout/callback")?],
+            },
+        );
+        let demo = ProviderConfig {
+            id: DEMO_PROVIDER_ID.to_owned(),
+            kind: ProviderKind::Franceconnect,
+            audience: Audience::Citizen,
+            issuer,
+            client_id: "eguichet-demo".to_owned(),
+            client_secret: client_secret.into(),
+            acr_values: Some("eidas1".to_owned()),
+            scopes: [
+                "openid", "given_name", "family_name", "birthdate", "birthplace", "birthcountry",
+                "gender", "email",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            label: None,
+        };
+        providers.push(IdentityProvider::new(demo, base_url, http.clone()).map_err(invalid)?);
+        Some(Arc::new(idp))
+    } else {
+        None
+    };
+    for provider in &config.oidc.providers {
+        providers.push(IdentityProvider::new(provider.clone(), base_url, http.clone()).map_err(invalid)?);
+    }
+    let auth = AuthState {
+        providers: Providers::new(providers),
+        policy: SessionPolicy::from_config(&config.session),
+        secure_cookies: !config.allows_plain_http_cookies(),
+    };
+    Ok((auth, demo_idp))
 }
 
 /// Runs the orphan sweep a minute after start, then every hour.

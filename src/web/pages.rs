@@ -1,34 +1,56 @@
-//! The portal's public front page. The citizen vault and agent pages build on it.
+//! The public front page (login buttons, FranceConnect first) and the stylesheet.
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+
+use super::page::Page;
+use super::session::AuthState;
+use crate::auth::sessions::SESSION_COOKIE;
+use crate::config::ProviderKind;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(home));
+    cfg.route("/", web::get().to(home))
+        .route("/static/app.css", web::get().to(stylesheet));
 }
 
-const HOME: &str = r#"<!doctype html>
-<html lang="fr">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>e-guichet — vos documents de la commune</title>
-</head>
-<body>
-<header><p><strong>e-guichet</strong></p></header>
-<main>
-<h1>Vos documents de la commune, en sécurité</h1>
-<p>Les documents que votre commune vous adresse (avis, attestations, factures) sont
-chiffrés dès leur dépôt et vous attendent dans votre espace personnel.</p>
-<p>Vous recevez un simple message vous prévenant qu'un document vous attend : il ne
-contient jamais de pièce jointe ni de lien.</p>
-</main>
-<footer><p>Service public numérique — données minimales, chiffrées, traçables.</p></footer>
-</body>
-</html>
-"#;
+#[derive(Serialize)]
+struct LoginButton {
+    id: String,
+    kind: &'static str,
+    label: String,
+}
 
-async fn home() -> HttpResponse {
+async fn home(request: HttpRequest, page: Page, auth: web::Data<AuthState>) -> HttpResponse {
+    // Someone with a session goes straight to their documents (the vault page checks it).
+    if request.cookie(SESSION_COOKIE).is_some() {
+        return HttpResponse::SeeOther()
+            .insert_header((LOCATION, "/vault"))
+            .finish();
+    }
+    let buttons: Vec<LoginButton> = auth
+        .providers
+        .for_citizens()
+        .iter()
+        .map(|provider| LoginButton {
+            id: provider.id().to_owned(),
+            kind: match provider.config.kind {
+                ProviderKind::Franceconnect => "franceconnect",
+                ProviderKind::Fas => "fas",
+                ProviderKind::Generic => "generic",
+            },
+            label: provider.label(),
+        })
+        .collect();
+    let mut context = page.context();
+    context.insert("providers", &buttons);
+    page.render(StatusCode::OK, "home.html", &context)
+}
+
+async fn stylesheet() -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(HOME)
+        .insert_header((CONTENT_TYPE, "text/css; charset=utf-8"))
+        .insert_header((CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../../static/app.css"))
 }

@@ -1,0 +1,299 @@
+//! The citizen's pages: the list of their documents, a document's download (streamed
+//! and decrypted), and their notification settings.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use actix_web::{HttpResponse, web};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{DocumentError, DocumentId, SealedMetadata, open_document};
+use crate::citizens::{self, Channel, NotificationContacts};
+use crate::crypto::unseal;
+use crate::db::schema::{departments, documents, tenants};
+use crate::state::AppState;
+use crate::web::page::{Lang, Page, PageError};
+use crate::web::session::CitizenSession;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/vault", web::get().to(vault_list))
+        .route("/vault/documents/{id}", web::get().to(download))
+        .route("/vault/settings", web::get().to(settings))
+        .route("/vault/settings", web::post().to(save_settings));
+}
+
+/// One line of the list, as the template shows it.
+#[derive(Serialize)]
+struct DocumentLine {
+    id: String,
+    title: String,
+    file_name: String,
+    sender: String,
+    department: Option<String>,
+    category: String,
+    date: String,
+    date_iso: String,
+    size: String,
+    is_new: bool,
+}
+
+type ListRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    chrono::NaiveDateTime,
+    Option<chrono::NaiveDateTime>,
+    Vec<u8>,
+);
+
+async fn vault_list(
+    citizen: CitizenSession,
+    page: Page,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let lang = page.lang;
+    let (citizen_id, keys) = (citizen.citizen_id().to_owned(), state.keys.clone());
+    let lines = state
+        .db
+        .read(move |conn| -> Result<Vec<DocumentLine>, PageError> {
+            let rows: Vec<ListRow> = documents::table
+                .inner_join(tenants::table)
+                .left_join(departments::table.on(documents::department_id.eq(departments::id.nullable())))
+                .filter(documents::citizen_id.eq(&citizen_id))
+                .filter(documents::withdrawn_at.is_null())
+                .order(documents::created_at.desc())
+                .select((
+                    documents::id,
+                    tenants::name,
+                    departments::name.nullable(),
+                    documents::category,
+                    documents::plaintext_size,
+                    documents::created_at,
+                    documents::first_opened_at,
+                    documents::sealed_metadata,
+                ))
+                .load(conn)?;
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            let identity = citizens::unwrap_vault_identity(conn, &keys.master, &citizen_id)
+                .map_err(|error| PageError::internal(lang, error))?
+                .ok_or_else(|| PageError::session_expired(lang))?;
+            rows.into_iter()
+                .map(|(id, sender, department, category, size, created_at, opened, sealed)| {
+                    let metadata: SealedMetadata = serde_json::from_slice(
+                        &unseal(&identity, &sealed).map_err(|error| PageError::internal(lang, error))?,
+                    )
+                    .map_err(|error| PageError::internal(lang, error))?;
+                    Ok(DocumentLine {
+                        id,
+                        title: metadata.title,
+                        file_name: metadata.file_name,
+                        sender,
+                        department,
+                        category,
+                        date: format_date(lang, created_at),
+                        date_iso: created_at.and_utc().to_rfc3339(),
+                        size: format_size(lang, size),
+                        is_new: opened.is_none(),
+                    })
+                })
+                .collect()
+        })
+        .await?;
+    let mut context = citizen.context(&page);
+    context.insert("documents", &lines);
+    Ok(page.render(StatusCode::OK, "vault.html", &context))
+}
+
+async fn download(
+    citizen: CitizenSession,
+    page: Page,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let lang = page.lang;
+    let id = DocumentId::parse(&path).ok_or_else(|| PageError::not_found(lang))?;
+    let opened = open_document(&state, citizen.citizen_id(), &id)
+        .await
+        .map_err(|error| match error {
+            DocumentError::NotFound => PageError::not_found(lang),
+            other => PageError::internal(lang, other),
+        })?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, opened.content_type.clone()))
+        .insert_header((CONTENT_DISPOSITION, content_disposition(&opened.metadata.file_name)))
+        // The length is the plaintext's: if decryption fails midway the transfer is
+        // cut short and the browser reports it, instead of saving a partial file.
+        .no_chunking(u64::try_from(opened.size).unwrap_or_default())
+        .streaming(opened.content))
+}
+
+/// `attachment` with an ASCII fallback and the exact name in RFC 5987 form.
+fn content_disposition(file_name: &str) -> String {
+    let fallback: String = file_name
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
+    let encoded: String = file_name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+fn format_date(lang: Lang, at: chrono::NaiveDateTime) -> String {
+    match lang {
+        Lang::Fr => at.format("%d/%m/%Y").to_string(),
+        Lang::En => at.format("%Y-%m-%d").to_string(),
+    }
+}
+
+fn format_size(lang: Lang, bytes: i64) -> String {
+    let (value, unit) = match bytes {
+        b if b < 1024 => return format!("{b} {}", if lang == Lang::Fr { "octets" } else { "bytes" }),
+        b if b < 1024 * 1024 => (b as f64 / 1024.0, if lang == Lang::Fr { "Ko" } else { "KB" }),
+        b => (b as f64 / (1024.0 * 1024.0), if lang == Lang::Fr { "Mo" } else { "MB" }),
+    };
+    let text = format!("{value:.1}");
+    match lang {
+        Lang::Fr => format!("{} {unit}", text.replace('.', ",")),
+        Lang::En => format!("{text} {unit}"),
+    }
+}
+
+async fn settings(
+    citizen: CitizenSession,
+    page: Page,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let (citizen_id, keys, lang) = (citizen.citizen_id().to_owned(), state.keys.clone(), page.lang);
+    let contacts = state
+        .db
+        .read(move |conn| {
+            citizens::notification_contacts(conn, &keys.master, &citizen_id)
+                .map_err(|error| PageError::internal(lang, error))
+        })
+        .await?;
+    Ok(render_settings(&citizen, &page, &contacts, StatusCode::OK, None, false))
+}
+
+#[derive(Deserialize)]
+struct SettingsForm {
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    channel: String,
+}
+
+async fn save_settings(
+    citizen: CitizenSession,
+    page: Page,
+    form: web::Form<SettingsForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    citizen.check_csrf(&form.csrf)?;
+    let lang = page.lang;
+    let typed = NotificationContacts {
+        email: Some(form.email.trim().to_owned()).filter(|email| !email.is_empty()),
+        phone: Some(form.phone.trim().to_owned()).filter(|phone| !phone.is_empty()),
+        channel: Channel::parse(&form.channel).unwrap_or_default(),
+    };
+    let invalid = |key: &str| {
+        Ok(render_settings(
+            &citizen,
+            &page,
+            &typed,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(lang.text(key)),
+            false,
+        ))
+    };
+    let email = match &typed.email {
+        Some(email) if !email_address::EmailAddress::is_valid(email) => {
+            return invalid("settings-invalid-email");
+        }
+        other => other.clone(),
+    };
+    let phone = match &typed.phone {
+        Some(phone) => match super::metadata::normalise_phone(phone) {
+            Some(phone) => Some(phone),
+            None => return invalid("settings-invalid-phone"),
+        },
+        None => None,
+    };
+    let needs_email = matches!(typed.channel, Channel::Email | Channel::Both);
+    let needs_phone = matches!(typed.channel, Channel::Sms | Channel::Both);
+    if (needs_email && email.is_none()) || (needs_phone && phone.is_none()) {
+        return invalid("settings-missing-contact");
+    }
+    let contacts = NotificationContacts {
+        email,
+        phone,
+        channel: typed.channel,
+    };
+    let (citizen_id, saved) = (citizen.citizen_id().to_owned(), contacts.clone());
+    state
+        .db
+        .write(move |conn| {
+            citizens::save_notification_contacts(conn, &citizen_id, &saved)
+                .map_err(|error| PageError::internal(lang, error))
+        })
+        .await?;
+    Ok(render_settings(&citizen, &page, &contacts, StatusCode::OK, None, true))
+}
+
+fn render_settings(
+    citizen: &CitizenSession,
+    page: &Page,
+    contacts: &NotificationContacts,
+    status: StatusCode,
+    error: Option<String>,
+    saved: bool,
+) -> HttpResponse {
+    let mut context = citizen.context(page);
+    context.insert("email", contacts.email.as_deref().unwrap_or_default());
+    context.insert("phone", contacts.phone.as_deref().unwrap_or_default());
+    context.insert("channel", contacts.channel.as_str());
+    context.insert(
+        "channels",
+        &Channel::ALL.map(Channel::as_str).to_vec(),
+    );
+    context.insert("error", &error);
+    context.insert("saved", &saved);
+    page.render(status, "settings.html", &context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn download_names_are_safe_and_exact() {
+        assert_eq!(
+            content_disposition("avis taxe 2026.pdf"),
+            "attachment; filename=\"avis taxe 2026.pdf\"; filename*=UTF-8''avis%20taxe%202026.pdf"
+        );
+        let header = content_disposition("Attestation d'hébergement \"x\".pdf");
+        assert!(header.starts_with("attachment; filename=\"Attestation d'h_bergement _x_.pdf\""));
+        assert!(header.contains("h%C3%A9bergement"));
+    }
+
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(format_size(Lang::Fr, 1_572_864), "1,5 Mo");
+        assert_eq!(format_size(Lang::En, 2048), "2.0 KB");
+        assert_eq!(format_size(Lang::Fr, 12), "12 octets");
+    }
+}

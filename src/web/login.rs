@@ -1,0 +1,331 @@
+//! The URLs a commune registers with its identity providers:
+//! `GET /login/{id}` → provider → `GET /login/{id}/callback`, and
+//! `POST /logout` → provider's end-session → `GET /logout/callback`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CLEAR_SITE_DATA, LOCATION};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::page::{Lang, Message, Page, PageError};
+use super::session::AuthState;
+use crate::audit::{self, Actor, AuditEvent};
+use crate::auth::relying_party::LoginError;
+use crate::auth::sessions::{self, BROWSER_COOKIE, FlowPurpose, SESSION_COOKIE, SessionKind};
+use crate::citizens::{self, ProviderAccount};
+use crate::config::Audience;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/login/{id}", web::get().to(start_login))
+        .route("/login/{id}/callback", web::get().to(finish_login))
+        .route("/logout", web::post().to(logout))
+        .route("/logout/callback", web::get().to(logged_out))
+        .route("/logout/done", web::get().to(logged_out_locally));
+}
+
+/// The random value binding a redirect to this browser (reused while it lives).
+fn browser_value(request: &HttpRequest) -> String {
+    request
+        .cookie(BROWSER_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+        .filter(|value| value.len() == 64)
+        .unwrap_or_else(sessions::new_secret)
+}
+
+fn login_failed(lang: Lang, error: &LoginError) -> PageError {
+    let (status, body) = match error {
+        LoginError::ProviderUnavailable(_) => (StatusCode::BAD_GATEWAY, "login-error-unavailable"),
+        LoginError::ProviderRefused { .. } => (StatusCode::FORBIDDEN, "login-error-refused"),
+        LoginError::InvalidState => (StatusCode::BAD_REQUEST, "login-error-state"),
+        LoginError::TokenRejected(_) => (StatusCode::BAD_REQUEST, "login-error-token"),
+        LoginError::InsufficientLevel => (StatusCode::FORBIDDEN, "login-error-level"),
+        LoginError::MissingClaims(_) => (StatusCode::BAD_REQUEST, "login-error-claims"),
+    };
+    PageError::new(status, lang, "login-failed-title", body).with_cause(format!("{error:?}"))
+}
+
+async fn start_login(
+    request: HttpRequest,
+    page: Page,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    auth: web::Data<AuthState>,
+) -> Result<HttpResponse, PageError> {
+    let provider = auth
+        .providers
+        .get(&path)
+        .filter(|provider| provider.audience() == Audience::Citizen)
+        .ok_or_else(|| PageError::not_found(page.lang))?;
+    let redirect = provider
+        .authorization_redirect()
+        .await
+        .map_err(|error| login_failed(page.lang, &error))?;
+    let browser = browser_value(&request);
+    let (flow_state, flow_browser, provider_id, nonce) = (
+        redirect.state.clone(),
+        browser.clone(),
+        provider.id().to_owned(),
+        redirect.nonce.clone(),
+    );
+    state
+        .db
+        .write(move |conn| {
+            sessions::record_flow(
+                conn,
+                FlowPurpose::Login,
+                &flow_state,
+                &flow_browser,
+                &provider_id,
+                &nonce,
+            )
+        })
+        .await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((LOCATION, redirect.url.to_string()))
+        .cookie(auth.cookie(BROWSER_COOKIE, browser))
+        .finish())
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+async fn finish_login(
+    request: HttpRequest,
+    page: Page,
+    path: web::Path<String>,
+    query: web::Query<CallbackQuery>,
+    state: web::Data<AppState>,
+    auth: web::Data<AuthState>,
+) -> Result<HttpResponse, PageError> {
+    let lang = page.lang;
+    let invalid_state = || login_failed(lang, &LoginError::InvalidState);
+    let provider = auth
+        .providers
+        .get(&path)
+        .filter(|provider| provider.audience() == Audience::Citizen)
+        .ok_or_else(|| PageError::not_found(lang))?;
+    let returned_state = query.state.clone().ok_or_else(invalid_state)?;
+    let browser = request
+        .cookie(BROWSER_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+        .ok_or_else(invalid_state)?;
+    let flow = state
+        .db
+        .write(move |conn| {
+            sessions::consume_flow(conn, FlowPurpose::Login, &returned_state, &browser)
+        })
+        .await?
+        .filter(|flow| flow.provider_id == provider.id())
+        .ok_or_else(invalid_state)?;
+
+    if let Some(error) = &query.error {
+        let refused = LoginError::ProviderRefused {
+            error: error.chars().take(100).collect(),
+            description: query
+                .error_description
+                .as_deref()
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect(),
+        };
+        return Err(login_failed(lang, &refused));
+    }
+    let code = query.code.as_deref().ok_or_else(invalid_state)?;
+    let login = provider
+        .complete_login(code, &flow.nonce)
+        .await
+        .map_err(|error| login_failed(lang, &error))?;
+
+    let keys = state.keys.clone();
+    let policy = auth.policy;
+    let provider_id = provider.id().to_owned();
+    let opened = state
+        .db
+        .write(move |conn| -> Result<_, PageError> {
+            let account = ProviderAccount {
+                issuer: &login.issuer,
+                subject: &login.subject,
+                provider_id: &provider_id,
+            };
+            let (citizen_id, _) = citizens::citizen_for_login(
+                conn,
+                &keys.master,
+                &keys.hasher,
+                &account,
+                &login.identity,
+            )
+            .map_err(|error| PageError::internal(lang, error))?;
+            let opened = sessions::open_session(
+                conn,
+                policy,
+                SessionKind::Citizen,
+                &citizen_id,
+                Some(&provider_id),
+                Some(&login.id_token),
+            )?;
+            audit::record(
+                conn,
+                AuditEvent::new(Actor::Citizen(citizen_id.clone()), "citizen.logged_in")
+                    .citizen(&citizen_id)
+                    .details(serde_json::json!({ "provider": provider_id })),
+            )?;
+            Ok(opened)
+        })
+        .await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((LOCATION, "/vault"))
+        .cookie(auth.cookie(SESSION_COOKIE, opened.cookie_value))
+        .cookie(auth.removal(BROWSER_COOKIE))
+        .finish())
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    csrf: String,
+}
+
+/// Ends the session here, then at the provider.
+async fn logout(
+    request: HttpRequest,
+    page: Page,
+    form: web::Form<LogoutForm>,
+    state: web::Data<AppState>,
+    auth: web::Data<AuthState>,
+) -> Result<HttpResponse, PageError> {
+    let lang = page.lang;
+    let Some(cookie) = request.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
+        return Ok(see_other("/"));
+    };
+    // The CSRF token is checked against the session before anything is ended.
+    let policy = auth.policy;
+    let lookup = cookie.clone();
+    let session = state
+        .db
+        .read(move |conn| sessions::find_session(conn, policy, SessionKind::Citizen, &lookup))
+        .await?;
+    let Some(session) = session else {
+        return Ok(see_other("/"));
+    };
+    if !sessions::secrets_match(&form.csrf, &session.csrf_token) {
+        return Err(PageError::csrf(lang));
+    }
+    let ended = state
+        .db
+        .write(move |conn| -> Result<_, crate::db::DbError> {
+            let ended = sessions::end_session(conn, &cookie)?;
+            if let Some(ended) = &ended {
+                audit::record(
+                    conn,
+                    AuditEvent::new(Actor::Citizen(ended.subject_id.clone()), "citizen.logged_out")
+                        .citizen(&ended.subject_id),
+                )?;
+            }
+            Ok(ended)
+        })
+        .await?;
+
+    // Through the provider's end-session endpoint when there is one.
+    let provider_logout = match ended.and_then(|ended| Some((ended.provider_id?, ended.id_token?))) {
+        Some((provider_id, id_token)) => match auth.providers.get(&provider_id) {
+            Some(provider) => {
+                let logout_state = sessions::new_secret();
+                let browser = browser_value(&request);
+                let url = provider.logout_redirect(&id_token, &logout_state).await;
+                if let Some(url) = url {
+                    let (flow_state, flow_browser) = (logout_state, browser.clone());
+                    state
+                        .db
+                        .write(move |conn| {
+                            sessions::record_flow(
+                                conn,
+                                FlowPurpose::Logout,
+                                &flow_state,
+                                &flow_browser,
+                                &provider_id,
+                                "",
+                            )
+                        })
+                        .await?;
+                    Some((url, browser))
+                } else {
+                    None
+                }
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let mut response = HttpResponse::SeeOther();
+    // Cookies are cleared at the very end (`/logout/callback`): the redirect must
+    // still be matched to this browser when it comes back.
+    response
+        .insert_header((CLEAR_SITE_DATA, "\"cache\", \"storage\""))
+        .cookie(auth.removal(SESSION_COOKIE));
+    match provider_logout {
+        Some((url, browser)) => Ok(response
+            .insert_header((LOCATION, url.to_string()))
+            .cookie(auth.cookie(BROWSER_COOKIE, browser))
+            .finish()),
+        None => Ok(response.insert_header((LOCATION, "/logout/done")).finish()),
+    }
+}
+
+#[derive(Deserialize)]
+struct LogoutCallbackQuery {
+    state: Option<String>,
+}
+
+/// The provider sends the browser back here; the `state` must be the one we sent.
+async fn logged_out(
+    request: HttpRequest,
+    page: Page,
+    query: web::Query<LogoutCallbackQuery>,
+    state: web::Data<AppState>,
+    auth: web::Data<AuthState>,
+) -> Result<HttpResponse, PageError> {
+    let invalid = || login_failed(page.lang, &LoginError::InvalidState);
+    let returned_state = query.state.clone().ok_or_else(invalid)?;
+    let browser = request
+        .cookie(BROWSER_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+        .ok_or_else(invalid)?;
+    state
+        .db
+        .write(move |conn| {
+            sessions::consume_flow(conn, FlowPurpose::Logout, &returned_state, &browser)
+        })
+        .await?
+        .ok_or_else(invalid)?;
+    let mut response = logged_out_page(&page);
+    response.add_cookie(&auth.removal(BROWSER_COOKIE)).ok();
+    Ok(response)
+}
+
+async fn logged_out_locally(page: Page) -> HttpResponse {
+    logged_out_page(&page)
+}
+
+fn logged_out_page(page: &Page) -> HttpResponse {
+    let mut response = page.message(
+        StatusCode::OK,
+        Message::new("logged-out-title", "logged-out-message").next("/", "login-again"),
+    );
+    response.headers_mut().insert(
+        CLEAR_SITE_DATA,
+        actix_web::http::header::HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""),
+    );
+    response
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, location.to_owned()))
+        .finish()
+}
