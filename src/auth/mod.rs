@@ -3,4 +3,5 @@
 //! demonstration provider, and server-side sessions.
 
 pub mod demo_idp;
+pub mod http;
 pub mod jwks;
