@@ -146,9 +146,16 @@ pub struct ProviderConfig {
 }
 
 fn default_scopes() -> Vec<String> {
-    ["openid", "given_name", "family_name", "birthdate", "birthplace", "birthcountry"]
-        .map(str::to_owned)
-        .to_vec()
+    [
+        "openid",
+        "given_name",
+        "family_name",
+        "birthdate",
+        "birthplace",
+        "birthcountry",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 /// Whether demonstration shortcuts are allowed.
@@ -344,7 +351,9 @@ impl Config {
             return invalid("public_url must be an http:// or https:// address");
         }
         if self.session.idle_minutes == 0 || self.session.absolute_hours == 0 {
-            return invalid("session.idle_minutes and session.absolute_hours must be greater than 0");
+            return invalid(
+                "session.idle_minutes and session.absolute_hours must be greater than 0",
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for provider in &self.oidc.providers {
@@ -409,7 +418,12 @@ impl Config {
                     .to_owned(),
             ));
         }
-        if let Some(provider) = self.oidc.providers.iter().find(|p| p.issuer.scheme() != "https") {
+        if let Some(provider) = self
+            .oidc
+            .providers
+            .iter()
+            .find(|p| p.issuer.scheme() != "https")
+        {
             return Err(ConfigError::Invalid(format!(
                 "oidc.providers {:?}: the issuer must be an https:// URL in production",
                 provider.id

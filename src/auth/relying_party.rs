@@ -13,8 +13,9 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AccessToken, AuthType, AuthenticationContextClass, AuthorizationCode, ClientId, ClientSecret,
-    CsrfToken, EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse,
-    PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl, Scope, TokenResponse,
+    CsrfToken, EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
+    LogoutRequest, Nonce, OAuth2TokenResponse, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
+    RedirectUrl, Scope, TokenResponse,
 };
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
@@ -92,11 +93,17 @@ struct Discovered {
 
 impl IdentityProvider {
     /// `base_url` is the portal's public address; the callback URLs hang off it.
-    pub fn new(config: ProviderConfig, base_url: &Url, http: reqwest::Client) -> Result<Self, String> {
+    pub fn new(
+        config: ProviderConfig,
+        base_url: &Url,
+        http: reqwest::Client,
+    ) -> Result<Self, String> {
         let redirect = base_url
             .join(&format!("login/{}/callback", config.id))
             .map_err(|error| error.to_string())?;
-        let post_logout = base_url.join("logout/callback").map_err(|error| error.to_string())?;
+        let post_logout = base_url
+            .join("logout/callback")
+            .map_err(|error| error.to_string())?;
         Ok(Self {
             config,
             redirect_uri: RedirectUrl::from_url(redirect),
@@ -116,11 +123,14 @@ impl IdentityProvider {
 
     /// The button label.
     pub fn label(&self) -> String {
-        self.config.label.clone().unwrap_or_else(|| match self.config.kind {
-            ProviderKind::Franceconnect => "S'identifier avec FranceConnect".to_owned(),
-            ProviderKind::Fas => "eID / itsme".to_owned(),
-            ProviderKind::Generic => self.config.id.clone(),
-        })
+        self.config
+            .label
+            .clone()
+            .unwrap_or_else(|| match self.config.kind {
+                ProviderKind::Franceconnect => "S'identifier avec FranceConnect".to_owned(),
+                ProviderKind::Fas => "eID / itsme".to_owned(),
+                ProviderKind::Generic => self.config.id.clone(),
+            })
     }
 
     async fn discovered(&self) -> Result<&Discovered, LoginError> {
@@ -152,11 +162,8 @@ impl IdentityProvider {
         // client_secret_post only where the provider says it is what it takes
         // (FranceConnect); otherwise the standard default, HTTP Basic.
         let methods = metadata.token_endpoint_auth_methods_supported();
-        let basic = methods.is_none_or(|methods| {
-            methods
-                .iter()
-                .any(|m| m.as_ref() == "client_secret_basic")
-        });
+        let basic = methods
+            .is_none_or(|methods| methods.iter().any(|m| m.as_ref() == "client_secret_basic"));
         if basic {
             client
         } else {
@@ -188,7 +195,11 @@ impl IdentityProvider {
 
     /// Redeems the code at once (FranceConnect codes live 30 s), verifies the ID token
     /// and the userinfo answer, and extracts the identity.
-    pub async fn complete_login(&self, code: &str, nonce: &str) -> Result<VerifiedLogin, LoginError> {
+    pub async fn complete_login(
+        &self,
+        code: &str,
+        nonce: &str,
+    ) -> Result<VerifiedLogin, LoginError> {
         let discovered = self.discovered().await?;
         let client = self.client(&discovered.metadata);
         let unavailable = |error: String| LoginError::ProviderUnavailable(error);
@@ -260,7 +271,14 @@ impl IdentityProvider {
                             openidconnect::SignatureVerificationError::NoMatchingKey
                         )
                     );
-                    if unknown_key && !refreshed && discovered.jwks.refresh_if_allowed().await.map_err(jws_error)? {
+                    if unknown_key
+                        && !refreshed
+                        && discovered
+                            .jwks
+                            .refresh_if_allowed()
+                            .await
+                            .map_err(jws_error)?
+                    {
                         refreshed = true;
                         continue;
                     }
@@ -291,7 +309,10 @@ impl IdentityProvider {
             .await
             .map_err(|error| LoginError::ProviderUnavailable(error.to_string()))?;
         if !response.status().is_success() {
-            return Err(LoginError::TokenRejected(format!("userinfo answered {}", response.status())));
+            return Err(LoginError::TokenRejected(format!(
+                "userinfo answered {}",
+                response.status()
+            )));
         }
         let is_jwt = response
             .headers()
@@ -304,26 +325,40 @@ impl IdentityProvider {
             .map_err(|error| LoginError::ProviderUnavailable(error.to_string()))?;
         let claims = if is_jwt {
             let expected = JwsExpectations {
-                algorithms: vec![jsonwebtoken::Algorithm::ES256, jsonwebtoken::Algorithm::RS256],
+                algorithms: vec![
+                    jsonwebtoken::Algorithm::ES256,
+                    jsonwebtoken::Algorithm::RS256,
+                ],
                 issuer: discovered.metadata.issuer().to_string(),
                 audience: self.config.client_id.clone(),
                 require_exp: false,
                 leeway: CLOCK_LEEWAY,
             };
-            discovered.jwks.verify(body.trim(), &expected).await.map_err(jws_error)?
+            discovered
+                .jwks
+                .verify(body.trim(), &expected)
+                .await
+                .map_err(jws_error)?
         } else if self.config.kind == ProviderKind::Generic {
             serde_json::from_str(&body)
                 .map_err(|error| LoginError::TokenRejected(format!("userinfo: {error}")))?
         } else {
-            return Err(LoginError::TokenRejected("userinfo is not a signed JWT".to_owned()));
+            return Err(LoginError::TokenRejected(
+                "userinfo is not a signed JWT".to_owned(),
+            ));
         };
         if claims.get("sub").and_then(Value::as_str) != Some(subject) {
-            return Err(LoginError::TokenRejected("userinfo is about another subject".to_owned()));
+            return Err(LoginError::TokenRejected(
+                "userinfo is about another subject".to_owned(),
+            ));
         }
         Ok(claims)
     }
 
-    fn asserted_identity(&self, claims: &Map<String, Value>) -> Result<AssertedIdentity, LoginError> {
+    fn asserted_identity(
+        &self,
+        claims: &Map<String, Value>,
+    ) -> Result<AssertedIdentity, LoginError> {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         let pivot = || -> Option<Result<PivotIdentity, LoginError>> {
             let input = PivotInput {
@@ -420,7 +455,10 @@ impl Providers {
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<IdentityProvider>> {
-        self.list.iter().find(|provider| provider.id() == id).cloned()
+        self.list
+            .iter()
+            .find(|provider| provider.id() == id)
+            .cloned()
     }
 
     /// Providers for citizens, FranceConnect first (its rules require first position).

@@ -172,14 +172,20 @@ pub struct EndedSession {
 pub fn end_session(conn: &mut Conn, cookie_value: &str) -> Result<Option<EndedSession>, DbError> {
     let ended: Option<(String, Option<String>, Option<String>)> =
         diesel::delete(sessions::table.find(hash_secret(cookie_value)))
-            .returning((sessions::subject_id, sessions::provider_id, sessions::id_token))
+            .returning((
+                sessions::subject_id,
+                sessions::provider_id,
+                sessions::id_token,
+            ))
             .get_result(conn)
             .optional()?;
-    Ok(ended.map(|(subject_id, provider_id, id_token)| EndedSession {
-        subject_id,
-        provider_id,
-        id_token,
-    }))
+    Ok(
+        ended.map(|(subject_id, provider_id, id_token)| EndedSession {
+            subject_id,
+            provider_id,
+            id_token,
+        }),
+    )
 }
 
 /// What a login or logout redirect is for.
@@ -254,12 +260,18 @@ pub fn consume_flow(
 /// Deletes expired sessions and redirects; returns how many rows went.
 pub fn purge_expired(conn: &mut Conn) -> Result<usize, DbError> {
     let now = crate::now();
-    let flows = diesel::delete(auth_flows::table.filter(auth_flows::expires_at.le(now))).execute(conn)?;
-    let sessions = diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)?;
+    let flows =
+        diesel::delete(auth_flows::table.filter(auth_flows::expires_at.le(now))).execute(conn)?;
+    let sessions =
+        diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)?;
     Ok(flows + sessions)
 }
 
 /// Compares two secrets in constant time.
 pub fn secrets_match(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }

@@ -35,7 +35,9 @@ impl Channel {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|channel| channel.as_str() == text)
+        Self::ALL
+            .into_iter()
+            .find(|channel| channel.as_str() == text)
     }
 }
 
@@ -63,8 +65,9 @@ pub fn notification_contacts(
     let Some(sealed) = sealed else {
         return Ok(NotificationContacts::default());
     };
-    let identity = super::unwrap_vault_identity(conn, master, citizen_id)?
-        .ok_or(CitizenError::Database(crate::db::DbError::Query(diesel::result::Error::NotFound)))?;
+    let identity = super::unwrap_vault_identity(conn, master, citizen_id)?.ok_or(
+        CitizenError::Database(crate::db::DbError::Query(diesel::result::Error::NotFound)),
+    )?;
     let plain = unseal(&identity, &sealed)?;
     serde_json::from_slice(&plain)
         .map_err(|error| CitizenError::Key(crate::crypto::SealError::Decrypt(error.to_string())))
@@ -76,8 +79,9 @@ pub fn save_notification_contacts(
     citizen_id: &str,
     contacts: &NotificationContacts,
 ) -> Result<(), CitizenError> {
-    let citizen = find_citizen(conn, citizen_id)?
-        .ok_or(CitizenError::Database(crate::db::DbError::Query(diesel::result::Error::NotFound)))?;
+    let citizen = find_citizen(conn, citizen_id)?.ok_or(CitizenError::Database(
+        crate::db::DbError::Query(diesel::result::Error::NotFound),
+    ))?;
     let plain = serde_json::to_vec(contacts)
         .map_err(|error| CitizenError::Key(crate::crypto::SealError::Encrypt(error.to_string())))?;
     diesel::update(citizens::table.find(citizen_id))
@@ -85,9 +89,12 @@ pub fn save_notification_contacts(
         .execute(conn)?;
     audit::record(
         conn,
-        AuditEvent::new(Actor::Citizen(citizen_id.to_owned()), "citizen.contacts_updated")
-            .citizen(citizen_id)
-            .details(serde_json::json!({ "channel": contacts.channel.as_str() })),
+        AuditEvent::new(
+            Actor::Citizen(citizen_id.to_owned()),
+            "citizen.contacts_updated",
+        )
+        .citizen(citizen_id)
+        .details(serde_json::json!({ "channel": contacts.channel.as_str() })),
     )?;
     Ok(())
 }

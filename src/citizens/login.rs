@@ -8,8 +8,8 @@ use diesel::prelude::*;
 use super::{CitizenError, NationalRegisterNumber, PivotIdentity, RecipientIndex};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::crypto::{KeyedHasher, MasterKey, VaultIdentity};
-use crate::db::schema::{citizen_logins, citizens};
 use crate::db::Conn;
+use crate::db::schema::{citizen_logins, citizens};
 
 /// What a provider asserted about the person, once parsed.
 #[derive(Debug, Clone)]
@@ -76,7 +76,10 @@ pub fn citizen_for_login(
             (create_vault(conn, master, None)?, LoginMatch::KeptApart)
         }
         Some(citizen_id) => (citizen_id, LoginMatch::MatchedExisting),
-        None => (create_vault(conn, master, index.as_ref())?, LoginMatch::NewVault),
+        None => (
+            create_vault(conn, master, index.as_ref())?,
+            LoginMatch::NewVault,
+        ),
     };
     diesel::insert_into(citizen_logins::table)
         .values((

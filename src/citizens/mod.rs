@@ -8,7 +8,9 @@ mod login;
 
 use diesel::prelude::*;
 
-pub use contacts::{Channel, NotificationContacts, notification_contacts, save_notification_contacts};
+pub use contacts::{
+    Channel, NotificationContacts, notification_contacts, save_notification_contacts,
+};
 pub use identity::{IdentityError, NationalRegisterNumber, PivotIdentity, PivotInput};
 pub use login::{AssertedIdentity, LoginMatch, ProviderAccount, citizen_for_login};
 

@@ -60,7 +60,9 @@ async fn vault_list(
         .read(move |conn| -> Result<Vec<DocumentLine>, PageError> {
             let rows: Vec<ListRow> = documents::table
                 .inner_join(tenants::table)
-                .left_join(departments::table.on(documents::department_id.eq(departments::id.nullable())))
+                .left_join(
+                    departments::table.on(documents::department_id.eq(departments::id.nullable())),
+                )
                 .filter(documents::citizen_id.eq(&citizen_id))
                 .filter(documents::withdrawn_at.is_null())
                 .order(documents::created_at.desc())
@@ -82,24 +84,27 @@ async fn vault_list(
                 .map_err(|error| PageError::internal(lang, error))?
                 .ok_or_else(|| PageError::session_expired(lang))?;
             rows.into_iter()
-                .map(|(id, sender, department, category, size, created_at, opened, sealed)| {
-                    let metadata: SealedMetadata = serde_json::from_slice(
-                        &unseal(&identity, &sealed).map_err(|error| PageError::internal(lang, error))?,
-                    )
-                    .map_err(|error| PageError::internal(lang, error))?;
-                    Ok(DocumentLine {
-                        id,
-                        title: metadata.title,
-                        file_name: metadata.file_name,
-                        sender,
-                        department,
-                        category,
-                        date: format_date(lang, created_at),
-                        date_iso: created_at.and_utc().to_rfc3339(),
-                        size: format_size(lang, size),
-                        is_new: opened.is_none(),
-                    })
-                })
+                .map(
+                    |(id, sender, department, category, size, created_at, opened, sealed)| {
+                        let metadata: SealedMetadata = serde_json::from_slice(
+                            &unseal(&identity, &sealed)
+                                .map_err(|error| PageError::internal(lang, error))?,
+                        )
+                        .map_err(|error| PageError::internal(lang, error))?;
+                        Ok(DocumentLine {
+                            id,
+                            title: metadata.title,
+                            file_name: metadata.file_name,
+                            sender,
+                            department,
+                            category,
+                            date: format_date(lang, created_at),
+                            date_iso: created_at.and_utc().to_rfc3339(),
+                            size: format_size(lang, size),
+                            is_new: opened.is_none(),
+                        })
+                    },
+                )
                 .collect()
         })
         .await?;
@@ -124,7 +129,10 @@ async fn download(
         })?;
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, opened.content_type.clone()))
-        .insert_header((CONTENT_DISPOSITION, content_disposition(&opened.metadata.file_name)))
+        .insert_header((
+            CONTENT_DISPOSITION,
+            content_disposition(&opened.metadata.file_name),
+        ))
         // The length is the plaintext's: if decryption fails midway the transfer is
         // cut short and the browser reports it, instead of saving a partial file.
         .no_chunking(u64::try_from(opened.size).unwrap_or_default())
@@ -135,7 +143,13 @@ async fn download(
 fn content_disposition(file_name: &str) -> String {
     let fallback: String = file_name
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let encoded: String = file_name
         .bytes()
@@ -159,9 +173,17 @@ fn format_date(lang: Lang, at: chrono::NaiveDateTime) -> String {
 
 fn format_size(lang: Lang, bytes: i64) -> String {
     let (value, unit) = match bytes {
-        b if b < 1024 => return format!("{b} {}", if lang == Lang::Fr { "octets" } else { "bytes" }),
-        b if b < 1024 * 1024 => (b as f64 / 1024.0, if lang == Lang::Fr { "Ko" } else { "KB" }),
-        b => (b as f64 / (1024.0 * 1024.0), if lang == Lang::Fr { "Mo" } else { "MB" }),
+        b if b < 1024 => {
+            return format!("{b} {}", if lang == Lang::Fr { "octets" } else { "bytes" });
+        }
+        b if b < 1024 * 1024 => (
+            b as f64 / 1024.0,
+            if lang == Lang::Fr { "Ko" } else { "KB" },
+        ),
+        b => (
+            b as f64 / (1024.0 * 1024.0),
+            if lang == Lang::Fr { "Mo" } else { "MB" },
+        ),
     };
     let text = format!("{value:.1}");
     match lang {
@@ -175,7 +197,11 @@ async fn settings(
     page: Page,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let (citizen_id, keys, lang) = (citizen.citizen_id().to_owned(), state.keys.clone(), page.lang);
+    let (citizen_id, keys, lang) = (
+        citizen.citizen_id().to_owned(),
+        state.keys.clone(),
+        page.lang,
+    );
     let contacts = state
         .db
         .read(move |conn| {
@@ -183,7 +209,14 @@ async fn settings(
                 .map_err(|error| PageError::internal(lang, error))
         })
         .await?;
-    Ok(render_settings(&citizen, &page, &contacts, StatusCode::OK, None, false))
+    Ok(render_settings(
+        &citizen,
+        &page,
+        &contacts,
+        StatusCode::OK,
+        None,
+        false,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -251,7 +284,14 @@ async fn save_settings(
                 .map_err(|error| PageError::internal(lang, error))
         })
         .await?;
-    Ok(render_settings(&citizen, &page, &contacts, StatusCode::OK, None, true))
+    Ok(render_settings(
+        &citizen,
+        &page,
+        &contacts,
+        StatusCode::OK,
+        None,
+        true,
+    ))
 }
 
 fn render_settings(
@@ -266,10 +306,7 @@ fn render_settings(
     context.insert("email", contacts.email.as_deref().unwrap_or_default());
     context.insert("phone", contacts.phone.as_deref().unwrap_or_default());
     context.insert("channel", contacts.channel.as_str());
-    context.insert(
-        "channels",
-        &Channel::ALL.map(Channel::as_str).to_vec(),
-    );
+    context.insert("channels", &Channel::ALL.map(Channel::as_str).to_vec());
     context.insert("error", &error);
     context.insert("saved", &saved);
     page.render(status, "settings.html", &context)

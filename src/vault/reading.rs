@@ -63,11 +63,18 @@ pub async fn open_document(
     let metadata: SealedMetadata = serde_json::from_slice(&unseal(&identity, &sealed)?)
         .map_err(|error| DocumentError::Internal(format!("sealed metadata: {error}")))?;
 
-    let (key, digest) = (BlobKey::from_stored(blob_key), recorded_digest(cipher_size, cipher_sha));
+    let (key, digest) = (
+        BlobKey::from_stored(blob_key),
+        recorded_digest(cipher_size, cipher_sha),
+    );
     // A first pass checks the stored ciphertext against its recorded digest, so that a
     // tampered payload is refused before the first byte reaches the citizen.
     state.storage.verify(&key, digest.clone()).await?;
-    let payload = state.storage.read_verified(&key, digest).await?.into_async_read();
+    let payload = state
+        .storage
+        .read_verified(&key, digest)
+        .await?
+        .into_async_read();
     let plaintext = decrypt_document(&identity, header, payload).await?;
 
     record_opening(state, &tenant_id, citizen_id, id).await?;

@@ -223,8 +223,11 @@ async fn logout(
             if let Some(ended) = &ended {
                 audit::record(
                     conn,
-                    AuditEvent::new(Actor::Citizen(ended.subject_id.clone()), "citizen.logged_out")
-                        .citizen(&ended.subject_id),
+                    AuditEvent::new(
+                        Actor::Citizen(ended.subject_id.clone()),
+                        "citizen.logged_out",
+                    )
+                    .citizen(&ended.subject_id),
                 )?;
             }
             Ok(ended)
@@ -232,7 +235,8 @@ async fn logout(
         .await?;
 
     // Through the provider's end-session endpoint when there is one.
-    let provider_logout = match ended.and_then(|ended| Some((ended.provider_id?, ended.id_token?))) {
+    let provider_logout = match ended.and_then(|ended| Some((ended.provider_id?, ended.id_token?)))
+    {
         Some((provider_id, id_token)) => match auth.providers.get(&provider_id) {
             Some(provider) => {
                 let logout_state = sessions::new_secret();

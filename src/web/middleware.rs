@@ -25,7 +25,10 @@ pub fn security_headers(production: bool) -> DefaultHeaders {
         .add(("Cache-Control", "no-store"))
         .add(("Cross-Origin-Opener-Policy", "same-origin"));
     if production {
-        headers.add(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+        headers.add((
+            "Strict-Transport-Security",
+            "max-age=31536000; includeSubDomains",
+        ))
     } else {
         headers
     }

@@ -120,7 +120,11 @@ fn build_auth(
     let invalid = |error: String| StartError::Config(error);
     let http = provider_http_client(Duration::from_secs(config.oidc.timeout_seconds))
         .map_err(|error| invalid(error.to_string()))?;
-    let join = |path: &str| base_url.join(path).map_err(|error| invalid(error.to_string()));
+    let join = |path: &str| {
+        base_url
+            .join(path)
+            .map_err(|error| invalid(error.to_string()))
+    };
     let mut providers = Vec::new();
     let demo_idp = if config.demo_provider_enabled() {
         let issuer = join("demo-idp")?;
@@ -143,8 +147,14 @@ fn build_auth(
             client_secret: client_secret.into(),
             acr_values: Some("eidas1".to_owned()),
             scopes: [
-                "openid", "given_name", "family_name", "birthdate", "birthplace", "birthcountry",
-                "gender", "email",
+                "openid",
+                "given_name",
+                "family_name",
+                "birthdate",
+                "birthplace",
+                "birthcountry",
+                "gender",
+                "email",
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -156,7 +166,9 @@ fn build_auth(
         None
     };
     for provider in &config.oidc.providers {
-        providers.push(IdentityProvider::new(provider.clone(), base_url, http.clone()).map_err(invalid)?);
+        providers.push(
+            IdentityProvider::new(provider.clone(), base_url, http.clone()).map_err(invalid)?,
+        );
     }
     let auth = AuthState {
         providers: Providers::new(providers),

@@ -26,13 +26,17 @@ const TEMPLATES: [(&str, &str); 5] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("vault.html", include_str!("../../templates/vault.html")),
-    ("settings.html", include_str!("../../templates/settings.html")),
+    (
+        "settings.html",
+        include_str!("../../templates/settings.html"),
+    ),
     ("message.html", include_str!("../../templates/message.html")),
 ];
 
 static PAGES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
     let mut tera = Tera::default();
-    tera.add_raw_templates(TEMPLATES).map_err(|error| format!("{error:?}"))?;
+    tera.add_raw_templates(TEMPLATES)
+        .map_err(|error| format!("{error:?}"))?;
     tera.autoescape_on(vec![".html"]);
     tera.register_function(
         "fluent",
@@ -55,7 +59,11 @@ pub enum Lang {
 
 impl Lang {
     fn parse(tag: &str) -> Option<Self> {
-        let primary = tag.trim().split(['-', '_', ';']).next()?.to_ascii_lowercase();
+        let primary = tag
+            .trim()
+            .split(['-', '_', ';'])
+            .next()?
+            .to_ascii_lowercase();
         match primary.as_str() {
             "fr" => Some(Self::Fr),
             "en" => Some(Self::En),
@@ -160,10 +168,16 @@ impl Page {
     pub fn message(&self, status: StatusCode, message: Message) -> HttpResponse {
         let mut context = self.context();
         context.insert("heading", &self.lang.text(message.heading));
-        context.insert("message", &message.text.unwrap_or_else(|| self.lang.text(message.body)));
+        context.insert(
+            "message",
+            &message.text.unwrap_or_else(|| self.lang.text(message.body)),
+        );
         context.insert("next_href", message.next_href);
         context.insert("next_label", &self.lang.text(message.next_label));
-        context.insert("is_error", &(status.is_client_error() || status.is_server_error()));
+        context.insert(
+            "is_error",
+            &(status.is_client_error() || status.is_server_error()),
+        );
         self.render(status, "message.html", &context)
     }
 }
@@ -228,12 +242,22 @@ impl PageError {
 
     /// Not logged in, or the session ended.
     pub fn session_expired(lang: Lang) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, lang, "expired-title", "expired-message")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            lang,
+            "expired-title",
+            "expired-message",
+        )
     }
 
     /// Missing, or not this citizen's: the same answer either way.
     pub fn not_found(lang: Lang) -> Self {
-        Self::new(StatusCode::NOT_FOUND, lang, "not-found-title", "not-found-message")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            lang,
+            "not-found-title",
+            "not-found-message",
+        )
     }
 
     pub fn csrf(lang: Lang) -> Self {
@@ -271,9 +295,17 @@ impl ResponseError for PageError {
     fn error_response(&self) -> HttpResponse {
         let cause = self.cause.as_deref().unwrap_or("");
         if self.status.is_server_error() {
-            tracing::error!(error.page = self.heading, error.cause = cause, "page failed");
+            tracing::error!(
+                error.page = self.heading,
+                error.cause = cause,
+                "page failed"
+            );
         } else if !cause.is_empty() {
-            tracing::info!(error.page = self.heading, error.cause = cause, "page refused");
+            tracing::info!(
+                error.page = self.heading,
+                error.cause = cause,
+                "page refused"
+            );
         }
         let page = Page {
             lang: self.lang,
@@ -311,13 +343,21 @@ mod tests {
     fn templates_parse_and_every_key_exists_in_both_languages() {
         check_templates().unwrap();
         for (_, source) in TEMPLATES {
-            for key in source.split("key=\"").skip(1).filter_map(|rest| rest.split('"').next()) {
+            for key in source
+                .split("key=\"")
+                .skip(1)
+                .filter_map(|rest| rest.split('"').next())
+            {
                 if key.ends_with('-') {
                     continue; // composed keys, e.g. settings-channel- ~ option
                 }
                 for lang in [Lang::Fr, Lang::En] {
                     let text = lang.text(key);
-                    assert!(!text.is_empty() && text != key, "{key} missing in {}", lang.code());
+                    assert!(
+                        !text.is_empty() && text != key,
+                        "{key} missing in {}",
+                        lang.code()
+                    );
                 }
             }
         }

@@ -159,18 +159,17 @@ fn check_request(params: &Params, extra: &[&str]) -> Result<AuthorizationRequest
     let nonce = required("nonce")?;
     check_random("nonce", nonce)?;
     let acr = parse_acr_values(required("acr_values")?)?;
-    if let Some(prompt) = params.single("prompt") {
-        if !prompt
+    if let Some(prompt) = params.single("prompt")
+        && !prompt
             .split(' ')
             .all(|value| PROMPT_VALUES.contains(&value))
-        {
-            return Err("prompt must be login and/or consent".to_owned());
-        }
+    {
+        return Err("prompt must be login and/or consent".to_owned());
     }
-    if let Some(claims) = params.single("claims") {
-        if !serde_json::from_str::<serde_json::Value>(claims).is_ok_and(|value| value.is_object()) {
-            return Err("claims must be a JSON object".to_owned());
-        }
+    if let Some(claims) = params.single("claims")
+        && !serde_json::from_str::<serde_json::Value>(claims).is_ok_and(|value| value.is_object())
+    {
+        return Err("claims must be a JSON object".to_owned());
     }
 
     let carried = REQUIRED

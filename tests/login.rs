@@ -1,0 +1,499 @@
+//! Citizens log in through the demonstration provider (the same relying-party code as
+//! FranceConnect), find the documents addressed to them before they ever logged in,
+//! download them, and log out — and every bad return gets a clear page, no session.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on the first surprise"
+)]
+
+mod common;
+
+use common::{TestApp, document_bytes, metadata, spawn_app};
+use diesel::prelude::*;
+use eguichet::agents::Role;
+use eguichet::db::schema::{documents, sessions};
+use reqwest::StatusCode;
+use reqwest::header::LOCATION;
+use serde_json::{Value, json};
+
+/// A browser: keeps cookies, does not follow redirects (each step is checked).
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: app.address.clone(),
+        }
+    }
+
+    fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, form: &[(String, String)]) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Starts a login and returns the provider's page with its form fields.
+    async fn open_provider_page(&self) -> (String, Vec<(String, String)>) {
+        let start = self.get("/login/demo").await;
+        assert_eq!(start.status(), StatusCode::SEE_OTHER);
+        let authorize = location(&start);
+        let page = self.get(&authorize).await;
+        assert_eq!(page.status(), StatusCode::OK);
+        let html = page.text().await.unwrap();
+        (form_action(&html), hidden_fields(&html))
+    }
+
+    /// Logs in as one of the demonstration citizens; returns the callback answer.
+    async fn login_as(&self, login: &str) -> reqwest::Response {
+        let (action, mut fields) = self.open_provider_page().await;
+        fields.push(("citizen".to_owned(), login.to_owned()));
+        fields.push(("decision".to_owned(), "accept".to_owned()));
+        let chosen = self.post(&action, &fields).await;
+        assert_eq!(chosen.status(), StatusCode::SEE_OTHER);
+        let callback = location(&chosen);
+        assert!(callback.contains("/login/demo/callback?"), "{callback}");
+        self.get(&callback).await
+    }
+
+    /// Logs in and expects to land in the vault.
+    async fn logged_in_as(app: &TestApp, login: &str) -> Self {
+        let browser = Self::new(app);
+        let callback = browser.login_as(login).await;
+        assert_eq!(callback.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&callback), "/vault");
+        browser
+    }
+
+    async fn vault(&self) -> String {
+        let page = self.get("/vault").await;
+        assert_eq!(page.status(), StatusCode::OK);
+        page.text().await.unwrap()
+    }
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&#x2F;", "/")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = tag[start..].find('"')? + start;
+    Some(unescape(&tag[start..end]))
+}
+
+fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    html.split("<input")
+        .skip(1)
+        .filter(|tag| tag.contains("type=\"hidden\""))
+        .filter_map(|tag| Some((attribute(tag, "name")?, attribute(tag, "value")?)))
+        .collect()
+}
+
+fn form_action(html: &str) -> String {
+    let form = html.split("<form").nth(1).unwrap();
+    attribute(form, "action").unwrap()
+}
+
+/// Marie Claire DUPONT as an agent addresses her (before she ever logged in).
+fn marie() -> Value {
+    json!({"pivot": {"family_name": "Dupont", "given_names": "Marie-Claire",
+                     "birthdate": "1980-07-30", "birthplace": "75056"}})
+}
+
+fn awa() -> Value {
+    json!({"pivot": {"family_name": "Diallo", "given_names": "Awa Fatou",
+                     "birthdate": "1992-11-05", "birthplace": ""}})
+}
+
+async fn deliver(
+    app: &TestApp,
+    token: &str,
+    recipient: Value,
+    title: &str,
+    bytes: Vec<u8>,
+) -> String {
+    let response = app
+        .deliver(token)
+        .metadata(metadata(recipient, title))
+        .file(bytes)
+        .send()
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn citizen_logs_in_finds_documents_addressed_before_downloads_and_logs_out() {
+    let app = spawn_app().await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let plaintext = document_bytes(150_000, 11);
+    let id = deliver(
+        &app,
+        &token,
+        marie(),
+        "Avis de taxe foncière 2026",
+        plaintext.clone(),
+    )
+    .await;
+
+    // The authorization request carries only FranceConnect's documented parameters.
+    let browser = Browser::new(&app);
+    let start = browser.get("/login/demo").await;
+    let authorize = url::Url::parse(&location(&start)).unwrap();
+    let mut names: Vec<String> = authorize
+        .query_pairs()
+        .map(|(k, _)| k.into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "acr_values",
+            "client_id",
+            "nonce",
+            "redirect_uri",
+            "response_type",
+            "scope",
+            "state"
+        ]
+    );
+    for (name, value) in authorize.query_pairs() {
+        if name == "state" || name == "nonce" {
+            assert!(value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+    }
+
+    let browser = Browser::logged_in_as(&app, "marie.dupont").await;
+    let vault = browser.vault().await;
+    assert!(vault.contains("Avis de taxe foncière 2026"), "{vault}");
+    assert!(vault.contains("Commune de démonstration"));
+
+    let download = browser.get(&format!("/vault/documents/{id}")).await;
+    assert_eq!(download.status(), StatusCode::OK);
+    assert_eq!(download.headers()["cache-control"], "no-store");
+    let disposition = download.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        disposition.starts_with("attachment; filename=\"avis-taxe-fonciere.pdf\""),
+        "{disposition}"
+    );
+    assert_eq!(
+        download.bytes().await.unwrap().as_ref(),
+        plaintext.as_slice()
+    );
+    let status: Value = app.status(&token, &id).await.json().await.unwrap();
+    assert_eq!(status["state"], "opened");
+
+    // Logout: server session gone, provider's end-session with the hint, state checked.
+    let csrf = hidden_fields(&browser.vault().await)
+        .into_iter()
+        .find(|(name, _)| name == "csrf")
+        .unwrap()
+        .1;
+    let logout = browser.post("/logout", &[("csrf".to_owned(), csrf)]).await;
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    assert!(
+        logout.headers()["clear-site-data"]
+            .to_str()
+            .unwrap()
+            .contains("cache")
+    );
+    let end_session = url::Url::parse(&location(&logout)).unwrap();
+    let params: Vec<String> = end_session
+        .query_pairs()
+        .map(|(k, _)| k.into_owned())
+        .collect();
+    for required in ["id_token_hint", "state", "post_logout_redirect_uri"] {
+        assert!(params.iter().any(|p| p == required), "{end_session}");
+    }
+    let back = browser.get(end_session.as_str()).await;
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    let done = browser.get(&location(&back)).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    assert!(
+        done.headers()["clear-site-data"]
+            .to_str()
+            .unwrap()
+            .contains("cookies")
+    );
+    assert_eq!(
+        browser.get("/vault").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn citizens_reach_only_their_own_documents() {
+    let app = spawn_app().await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let marie_doc = deliver(
+        &app,
+        &token,
+        marie(),
+        "Attestation",
+        document_bytes(5_000, 1),
+    )
+    .await;
+    let awa_doc = deliver(
+        &app,
+        &token,
+        awa(),
+        "Facture cantine",
+        document_bytes(5_000, 2),
+    )
+    .await;
+
+    // Jean shares Marie's email address: he sees nothing of hers.
+    let jean = Browser::logged_in_as(&app, "jean.dupont").await;
+    assert!(!jean.vault().await.contains("Attestation"));
+    let awa_browser = Browser::logged_in_as(&app, "awa.diallo").await;
+    let vault = awa_browser.vault().await;
+    assert!(vault.contains("Facture cantine") && !vault.contains("Attestation"));
+
+    for path in [
+        format!("/vault/documents/{marie_doc}"),
+        format!("/vault/documents/{}", uuid::Uuid::new_v4()),
+        "/vault/documents/not-an-id".to_owned(),
+    ] {
+        let answer = awa_browser.get(&path).await;
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(
+        jean.get(&format!("/vault/documents/{awa_doc}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    // Without a session: the expired-session page, not the document.
+    let anonymous = Browser::new(&app);
+    for path in [
+        "/vault",
+        "/vault/settings",
+        &format!("/vault/documents/{awa_doc}"),
+    ] {
+        assert_eq!(
+            anonymous.get(path).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn forged_replayed_or_refused_returns_get_a_page_and_no_session() {
+    let app = spawn_app().await;
+
+    // A state nobody issued.
+    let browser = Browser::new(&app);
+    let forged = browser
+        .get(&format!(
+            "/login/demo/callback?code=x&state={}",
+            "ab".repeat(32)
+        ))
+        .await;
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        forged
+            .headers()
+            .get("set-cookie")
+            .is_none_or(|c| !c.to_str().unwrap().contains("eg_session="))
+    );
+
+    // The same callback twice: the second finds its state consumed.
+    let (action, mut fields) = browser.open_provider_page().await;
+    fields.push(("citizen".to_owned(), "paul.casanova".to_owned()));
+    fields.push(("decision".to_owned(), "accept".to_owned()));
+    let callback = location(&browser.post(&action, &fields).await);
+    assert_eq!(browser.get(&callback).await.status(), StatusCode::SEE_OTHER);
+    let replay = Browser::new(&app);
+    assert_eq!(
+        replay.get(&callback).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // The state is bound to the browser that started the login.
+    let (action, mut fields) = browser.open_provider_page().await;
+    fields.push(("citizen".to_owned(), "paul.casanova".to_owned()));
+    fields.push(("decision".to_owned(), "accept".to_owned()));
+    let callback = location(&browser.post(&action, &fields).await);
+    let other_browser = Browser::new(&app);
+    assert_eq!(
+        other_browser.get(&callback).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // The citizen refuses at the provider: the provider's error, shown as a page.
+    let (action, mut fields) = browser.open_provider_page().await;
+    fields.push(("decision".to_owned(), "refuse".to_owned()));
+    let refused = browser
+        .get(&location(&browser.post(&action, &fields).await))
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.unwrap().contains("<h1>"));
+
+    // Unknown provider.
+    assert_eq!(
+        browser.get("/login/nowhere").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn idle_sessions_expire_and_csrf_is_required() {
+    let app = spawn_app().await;
+    let browser = Browser::logged_in_as(&app, "sophie.lefebvre").await;
+    let page = browser.get("/vault/settings").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf = hidden_fields(&page.text().await.unwrap())
+        .into_iter()
+        .find(|(name, _)| name == "csrf")
+        .unwrap()
+        .1;
+
+    let form = |csrf: &str, email: &str, channel: &str| {
+        vec![
+            ("csrf".to_owned(), csrf.to_owned()),
+            ("email".to_owned(), email.to_owned()),
+            ("phone".to_owned(), "06 12 34 56 78".to_owned()),
+            ("channel".to_owned(), channel.to_owned()),
+        ]
+    };
+    let forged = browser
+        .post(
+            "/vault/settings",
+            &form("0".repeat(64).as_str(), "s@example.org", "email"),
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let invalid = browser
+        .post("/vault/settings", &form(&csrf, "not-an-email", "email"))
+        .await;
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let saved = browser
+        .post(
+            "/vault/settings",
+            &form(&csrf, "sophie@example.org", "both"),
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    let shown = browser.get("/vault/settings").await.text().await.unwrap();
+    assert!(shown.contains("sophie@example.org") && shown.contains("+33612345678"));
+
+    // Fifteen idle minutes later the session is gone.
+    app.state
+        .db
+        .write(|conn| -> Result<usize, eguichet::db::DbError> {
+            Ok(diesel::update(sessions::table)
+                .set(sessions::last_seen_at.eq(eguichet::now() - chrono::TimeDelta::minutes(16)))
+                .execute(conn)?)
+        })
+        .await
+        .unwrap();
+    let expired = browser.get("/vault").await;
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+    assert!(expired.text().await.unwrap().contains("href=\"/\""));
+}
+
+#[tokio::test]
+async fn pages_carry_strict_headers_and_tampered_downloads_are_refused() {
+    let app = spawn_app().await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let id = deliver(&app, &token, awa(), "Avis", document_bytes(80_000, 3)).await;
+    let browser = Browser::logged_in_as(&app, "awa.diallo").await;
+
+    let vault = browser.get("/vault").await;
+    let csp = vault.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!csp.contains("unsafe-inline") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(vault.headers()["cache-control"], "no-store");
+    assert_eq!(vault.headers()["referrer-policy"], "no-referrer");
+    let cookie_flags = browser.client.get(browser.url("/")).send().await.unwrap();
+    drop(cookie_flags);
+    let html = vault.text().await.unwrap();
+    assert!(html.contains("<html lang=\"fr\"") && html.contains("<main"));
+
+    // English on request, remembered.
+    let english = browser.get("/vault?lang=en").await.text().await.unwrap();
+    assert!(english.contains("<html lang=\"en\"") && english.contains("My documents"));
+
+    // The stored ciphertext no longer matches its record: refused before any byte.
+    let lookup = id.clone();
+    app.state
+        .db
+        .write(move |conn| -> Result<usize, eguichet::db::DbError> {
+            Ok(diesel::update(documents::table.find(lookup))
+                .set(documents::ciphertext_sha256.eq("0".repeat(64)))
+                .execute(conn)?)
+        })
+        .await
+        .unwrap();
+    let tampered = browser.get(&format!("/vault/documents/{id}")).await;
+    assert_eq!(tampered.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(tampered.headers().get("content-disposition").is_none());
+}
+
+#[tokio::test]
+async fn session_cookie_is_http_only_and_lax() {
+    let app = spawn_app().await;
+    let browser = Browser::new(&app);
+    let (action, mut fields) = browser.open_provider_page().await;
+    fields.push(("citizen".to_owned(), "ahmad.rahimi".to_owned()));
+    fields.push(("decision".to_owned(), "accept".to_owned()));
+    let callback = location(&browser.post(&action, &fields).await);
+    let answer = browser.get(&callback).await;
+    let session_cookie = answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| value.to_str().unwrap().to_owned())
+        .find(|value| value.starts_with("eg_session="))
+        .unwrap();
+    assert!(session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Lax"));
+    let value = session_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("eg_session=");
+    assert_eq!(value.len(), 64);
+}
