@@ -131,8 +131,10 @@ pub struct ProviderConfig {
     pub id: String,
     pub kind: ProviderKind,
     pub audience: Audience,
-    /// Issuer URL, exactly as the provider publishes it (FranceConnect: ends in `/api/v2`).
-    pub issuer: Url,
+    /// Issuer, exactly as the provider publishes it (FranceConnect: ends in `/api/v2`).
+    /// Kept as text: it is compared character for character with what the provider
+    /// says, and URL parsing would add a trailing slash to a bare host.
+    pub issuer: String,
     pub client_id: String,
     pub client_secret: SecretString,
     /// Required level, e.g. `eidas1`; sent as `acr_values` and checked in the ID token.
@@ -375,6 +377,14 @@ impl Config {
                     provider.id
                 )));
             }
+            if !Url::parse(&provider.issuer)
+                .is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "oidc.providers {:?}: issuer must be an http(s) URL",
+                    provider.id
+                )));
+            }
             if !provider.scopes.iter().any(|scope| scope == "openid") {
                 return Err(ConfigError::Invalid(format!(
                     "oidc.providers {:?}: scopes must include \"openid\"",
@@ -422,7 +432,7 @@ impl Config {
             .oidc
             .providers
             .iter()
-            .find(|p| p.issuer.scheme() != "https")
+            .find(|p| !p.issuer.starts_with("https://"))
         {
             return Err(ConfigError::Invalid(format!(
                 "oidc.providers {:?}: the issuer must be an https:// URL in production",

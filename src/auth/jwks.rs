@@ -161,15 +161,37 @@ impl JwksCache {
         if let Some(keys) = self.loaded() {
             return Ok(keys);
         }
-        // Waits for a fetch already running rather than starting a second one.
-        self.refresh_if_allowed().await?;
+        let mut history = self.fetch.lock().await;
+        // Another request may have loaded the set while this one waited.
         if let Some(keys) = self.loaded() {
             return Ok(keys);
         }
-        let history = self.fetch.lock().await;
-        Err(JwsError::Fetch(history.last_error.clone().unwrap_or_else(
-            || "no key set fetched yet; retrying after the minimum interval".to_owned(),
-        )))
+        // A provider that is down is asked once per interval, not once per login.
+        if history
+            .last_attempt
+            .is_some_and(|at| at.elapsed() < self.min_refresh_interval)
+        {
+            return Err(JwsError::Fetch(history.last_error.clone().unwrap_or_else(
+                || "no key set fetched yet; retrying after the minimum interval".to_owned(),
+            )));
+        }
+        history.last_attempt = Some(Instant::now());
+        match self.download().await {
+            Ok(keys) => {
+                tracing::info!(jwks.keys = keys.keys.len(), "provider key set fetched");
+                // The first load is not a refetch: a key rotation right after start
+                // may still fetch the new key once.
+                history.last_attempt = None;
+                history.last_error = None;
+                let keys = Arc::new(keys);
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(keys.clone());
+                Ok(keys)
+            }
+            Err(error) => {
+                history.last_error = Some(error.to_string());
+                Err(error)
+            }
+        }
     }
 
     async fn download(&self) -> Result<KeySet, JwsError> {

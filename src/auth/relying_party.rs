@@ -136,7 +136,8 @@ impl IdentityProvider {
     async fn discovered(&self) -> Result<&Discovered, LoginError> {
         self.discovered
             .get_or_try_init(|| async {
-                let issuer = IssuerUrl::from_url(self.config.issuer.clone());
+                let issuer = IssuerUrl::new(self.config.issuer.clone())
+                    .map_err(|error| LoginError::ProviderUnavailable(error.to_string()))?;
                 let metadata = Metadata::discover_async(issuer, &self.http)
                     .await
                     .map_err(|error| LoginError::ProviderUnavailable(error.to_string()))?;
