@@ -132,7 +132,9 @@ pub struct ProviderConfig {
     pub kind: ProviderKind,
     pub audience: Audience,
     /// Issuer URL, exactly as the provider publishes it (FranceConnect: ends in `/api/v2`).
-    pub issuer: Url,
+    /// Kept as written: discovery and token checks compare it character for character,
+    /// and a parsed `Url` would add a `/` to an issuer without a path.
+    pub issuer: openidconnect::IssuerUrl,
     pub client_id: String,
     pub client_secret: SecretString,
     /// Required level, e.g. `eidas1`; sent as `acr_values` and checked in the ID token.
@@ -422,7 +424,7 @@ impl Config {
             .oidc
             .providers
             .iter()
-            .find(|p| p.issuer.scheme() != "https")
+            .find(|p| p.issuer.url().scheme() != "https")
         {
             return Err(ConfigError::Invalid(format!(
                 "oidc.providers {:?}: the issuer must be an https:// URL in production",
@@ -541,5 +543,21 @@ mod tests {
     fn s3_backend_needs_a_bucket() {
         let error = Config::from_toml("[storage]\nbackend = \"s3\"").unwrap_err();
         assert!(error.to_string().contains("bucket"), "{error}");
+    }
+
+    #[test]
+    fn provider_issuers_are_kept_exactly_as_written() {
+        for issuer in [
+            "https://accounts.example",
+            "https://tenant.example/",
+            "https://oidc.example/api/v2",
+        ] {
+            let text = format!(
+                "[[oidc.providers]]\nid = \"p\"\nkind = \"generic\"\naudience = \"citizen\"\n\
+                 issuer = \"{issuer}\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+            );
+            let config = Config::from_toml(&text).unwrap();
+            assert_eq!(config.oidc.providers[0].issuer.as_str(), issuer);
+        }
     }
 }
