@@ -131,10 +131,10 @@ pub struct ProviderConfig {
     pub id: String,
     pub kind: ProviderKind,
     pub audience: Audience,
-    /// Issuer, exactly as the provider publishes it (FranceConnect: ends in `/api/v2`).
-    /// Kept as text: it is compared character for character with what the provider
-    /// says, and URL parsing would add a trailing slash to a bare host.
-    pub issuer: String,
+    /// Issuer URL, exactly as the provider publishes it (FranceConnect: ends in `/api/v2`).
+    /// Kept as written: discovery and token checks compare it character for character,
+    /// and a parsed `Url` would add a `/` to an issuer without a path.
+    pub issuer: openidconnect::IssuerUrl,
     pub client_id: String,
     pub client_secret: SecretString,
     /// Required level, e.g. `eidas1`; sent as `acr_values` and checked in the ID token.
@@ -377,14 +377,6 @@ impl Config {
                     provider.id
                 )));
             }
-            if !Url::parse(&provider.issuer)
-                .is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
-            {
-                return Err(ConfigError::Invalid(format!(
-                    "oidc.providers {:?}: issuer must be an http(s) URL",
-                    provider.id
-                )));
-            }
             if !provider.scopes.iter().any(|scope| scope == "openid") {
                 return Err(ConfigError::Invalid(format!(
                     "oidc.providers {:?}: scopes must include \"openid\"",
@@ -432,7 +424,7 @@ impl Config {
             .oidc
             .providers
             .iter()
-            .find(|p| !p.issuer.starts_with("https://"))
+            .find(|p| p.issuer.url().scheme() != "https")
         {
             return Err(ConfigError::Invalid(format!(
                 "oidc.providers {:?}: the issuer must be an https:// URL in production",
@@ -551,5 +543,21 @@ mod tests {
     fn s3_backend_needs_a_bucket() {
         let error = Config::from_toml("[storage]\nbackend = \"s3\"").unwrap_err();
         assert!(error.to_string().contains("bucket"), "{error}");
+    }
+
+    #[test]
+    fn provider_issuers_are_kept_exactly_as_written() {
+        for issuer in [
+            "https://accounts.example",
+            "https://tenant.example/",
+            "https://oidc.example/api/v2",
+        ] {
+            let text = format!(
+                "[[oidc.providers]]\nid = \"p\"\nkind = \"generic\"\naudience = \"citizen\"\n\
+                 issuer = \"{issuer}\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+            );
+            let config = Config::from_toml(&text).unwrap();
+            assert_eq!(config.oidc.providers[0].issuer.as_str(), issuer);
+        }
     }
 }

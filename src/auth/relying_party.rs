@@ -13,9 +13,9 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AccessToken, AuthType, AuthenticationContextClass, AuthorizationCode, ClientId, ClientSecret,
-    CsrfToken, EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
-    LogoutRequest, Nonce, OAuth2TokenResponse, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
-    RedirectUrl, Scope, TokenResponse,
+    CsrfToken, EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, LogoutRequest, Nonce,
+    OAuth2TokenResponse, PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl, Scope,
+    TokenResponse,
 };
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
@@ -136,9 +136,7 @@ impl IdentityProvider {
     async fn discovered(&self) -> Result<&Discovered, LoginError> {
         self.discovered
             .get_or_try_init(|| async {
-                let issuer = IssuerUrl::new(self.config.issuer.clone())
-                    .map_err(|error| LoginError::ProviderUnavailable(error.to_string()))?;
-                let metadata = Metadata::discover_async(issuer, &self.http)
+                let metadata = Metadata::discover_async(self.config.issuer.clone(), &self.http)
                     .await
                     .map_err(|error| LoginError::ProviderUnavailable(error.to_string()))?;
                 let jwks = JwksCache::new(

@@ -142,7 +142,7 @@ fn build_auth(
             id: DEMO_PROVIDER_ID.to_owned(),
             kind: ProviderKind::Franceconnect,
             audience: Audience::Citizen,
-            issuer: issuer.to_string(),
+            issuer: openidconnect::IssuerUrl::from_url(issuer),
             client_id: "eguichet-demo".to_owned(),
             client_secret: client_secret.into(),
             acr_values: Some("eidas1".to_owned()),
