@@ -1,4 +1,5 @@
-//! The public front page (login buttons, FranceConnect first) and the stylesheet.
+//! The public front page (login buttons, FranceConnect first), the stylesheet and the
+//! icon (browsers ask for `/favicon.ico` on every site; a 404 there is a console error).
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
@@ -12,7 +13,9 @@ use crate::config::ProviderKind;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(home))
-        .route("/static/app.css", web::get().to(stylesheet));
+        .route("/static/app.css", web::get().to(stylesheet))
+        .route("/static/favicon.svg", web::get().to(icon))
+        .route("/favicon.ico", web::get().to(icon));
 }
 
 #[derive(Serialize)]
@@ -53,4 +56,11 @@ async fn stylesheet() -> HttpResponse {
         .insert_header((CONTENT_TYPE, "text/css; charset=utf-8"))
         .insert_header((CACHE_CONTROL, "public, max-age=3600"))
         .body(include_str!("../../static/app.css"))
+}
+
+async fn icon() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "image/svg+xml"))
+        .insert_header((CACHE_CONTROL, "public, max-age=86400"))
+        .body(include_str!("../../static/favicon.svg"))
 }
