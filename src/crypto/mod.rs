@@ -10,7 +10,7 @@ mod stream;
 pub use keyed_hash::{HashDomain, KeyedHash, KeyedHasher};
 pub use master_key::{MasterKey, MasterKeyError, MasterKeySource};
 pub use sealed::{SealError, VaultIdentity, VaultRecipient, seal, unseal};
-pub use stream::{DocumentEncryptor, decrypt_document};
+pub use stream::{DocumentEncryptor, EncryptedDigest, EncryptionWorker, decrypt_document};
 
 /// Hex-encoded SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -15,9 +15,18 @@ use super::sealed::{SealError, VaultIdentity, VaultRecipient};
 #[derive(Clone, Default)]
 struct CiphertextBuffer(Arc<Mutex<Vec<u8>>>);
 
+/// Room for a little more than one age chunk (64 KiB and its tag), so appending never
+/// reallocates.
+const OUTPUT_CAPACITY: usize = 128 * 1024;
+
 impl CiphertextBuffer {
+    /// Takes what was written so far, leaving a buffer of the same capacity behind.
     fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.lock())
+        let mut buffer = self.lock();
+        if buffer.is_empty() {
+            return Vec::new();
+        }
+        std::mem::replace(&mut *buffer, Vec::with_capacity(OUTPUT_CAPACITY))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
@@ -50,7 +59,7 @@ impl DocumentEncryptor {
     pub fn start(recipient: &VaultRecipient) -> Result<(Self, Vec<u8>), SealError> {
         let encryptor = age::Encryptor::with_recipients(iter::once(recipient.as_age()))
             .map_err(|error| SealError::Encrypt(error.to_string()))?;
-        let output = CiphertextBuffer::default();
+        let output = CiphertextBuffer(Arc::new(Mutex::new(Vec::with_capacity(OUTPUT_CAPACITY))));
         let writer = encryptor
             .wrap_output(output.clone())
             .map_err(|error| SealError::Encrypt(error.to_string()))?;
@@ -73,6 +82,120 @@ impl DocumentEncryptor {
         writer.finish()?;
         Ok(Bytes::from(output.take()))
     }
+}
+
+/// Hashes of a finished encryption.
+#[derive(Debug, Clone)]
+pub struct EncryptedDigest {
+    /// SHA-256 of the whole payload (ciphertext after the header), hex.
+    pub ciphertext_sha256: String,
+    pub ciphertext_size: u64,
+    pub plaintext_size: u64,
+    /// SHA-256 of the plaintext, when asked for (to recognise a retried request).
+    pub plaintext_sha256: Option<[u8; 32]>,
+}
+
+/// Plaintext and ciphertext chunks in flight between the request and the worker.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// Encryption and hashing on a thread of their own, so that the thread reading the
+/// request (HTTP, multipart) and the one doing the per-byte cryptography run side by
+/// side: on a small server this is most of the CPU an upload costs.
+pub struct EncryptionWorker {
+    plaintext: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    ciphertext: tokio::sync::mpsc::Receiver<Bytes>,
+    done: tokio::task::JoinHandle<io::Result<EncryptedDigest>>,
+}
+
+impl EncryptionWorker {
+    /// Starts encrypting to `recipient`; returns the worker and the detached header.
+    pub fn start(
+        recipient: &VaultRecipient,
+        hash_plaintext: bool,
+    ) -> Result<(Self, Vec<u8>), SealError> {
+        let (encryptor, header) = DocumentEncryptor::start(recipient)?;
+        let (plain_tx, plain_rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+        let (cipher_tx, cipher_rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+        let done = tokio::task::spawn_blocking(move || {
+            encrypt_chunks(encryptor, plain_rx, cipher_tx, hash_plaintext)
+        });
+        let worker = Self {
+            plaintext: Some(plain_tx),
+            ciphertext: cipher_rx,
+            done,
+        };
+        Ok((worker, header))
+    }
+
+    /// Hands over the next plaintext chunk, waiting while the worker is busy; returns
+    /// the ciphertext that became ready meanwhile (to be stored in this order).
+    pub async fn push(&mut self, chunk: Bytes) -> io::Result<Vec<Bytes>> {
+        let sender = self.plaintext.as_ref().ok_or_else(worker_gone)?;
+        let mut ready = Vec::new();
+        // Waiting for room must not stop ciphertext from flowing out, or both sides
+        // would wait on each other.
+        let permit = loop {
+            tokio::select! {
+                permit = sender.reserve() => break permit.map_err(|_| worker_gone())?,
+                Some(ciphertext) = self.ciphertext.recv() => ready.push(ciphertext),
+            }
+        };
+        permit.send(chunk);
+        while let Ok(ciphertext) = self.ciphertext.try_recv() {
+            ready.push(ciphertext);
+        }
+        Ok(ready)
+    }
+
+    /// No more plaintext: returns the remaining ciphertext and the digests.
+    pub async fn finish(mut self) -> io::Result<(Vec<Bytes>, EncryptedDigest)> {
+        self.plaintext = None;
+        let mut rest = Vec::new();
+        while let Some(ciphertext) = self.ciphertext.recv().await {
+            rest.push(ciphertext);
+        }
+        let digest = self.done.await.map_err(io::Error::other)??;
+        Ok((rest, digest))
+    }
+}
+
+fn worker_gone() -> io::Error {
+    io::Error::other("the encryption worker stopped")
+}
+
+/// The worker's loop: encrypt, hash, pass on.
+fn encrypt_chunks(
+    mut encryptor: DocumentEncryptor,
+    mut plaintext: tokio::sync::mpsc::Receiver<Bytes>,
+    ciphertext: tokio::sync::mpsc::Sender<Bytes>,
+    hash_plaintext: bool,
+) -> io::Result<EncryptedDigest> {
+    use sha2::{Digest, Sha256};
+    let mut cipher_hash = Sha256::new();
+    let mut plain_hash = hash_plaintext.then(Sha256::new);
+    let (mut ciphertext_size, mut plaintext_size) = (0u64, 0u64);
+    let mut emit = |bytes: Bytes, size: &mut u64| -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        cipher_hash.update(&bytes);
+        *size += bytes.len() as u64;
+        ciphertext.blocking_send(bytes).map_err(|_| worker_gone())
+    };
+    while let Some(chunk) = plaintext.blocking_recv() {
+        plaintext_size += chunk.len() as u64;
+        if let Some(hash) = &mut plain_hash {
+            hash.update(&chunk);
+        }
+        emit(encryptor.encrypt(&chunk)?, &mut ciphertext_size)?;
+    }
+    emit(encryptor.finish()?, &mut ciphertext_size)?;
+    Ok(EncryptedDigest {
+        ciphertext_sha256: hex::encode(cipher_hash.finalize()),
+        ciphertext_size,
+        plaintext_size,
+        plaintext_sha256: plain_hash.map(|hash| hash.finalize().into()),
+    })
 }
 
 /// The decrypting reader over a detached header followed by its payload.
@@ -116,6 +239,40 @@ mod tests {
         // The payload alone holds no header: it cannot even be parsed as an age file.
         assert!(age::Decryptor::new_buffered(&payload[..]).is_err());
 
+        let mut reader = decrypt_document(&citizen, header, Cursor::new(payload))
+            .await
+            .unwrap();
+        let mut decrypted = Vec::new();
+        reader.read_to_end(&mut decrypted).await.unwrap();
+        assert_eq!(decrypted, plaintext);
+    }
+
+    #[tokio::test]
+    async fn worker_output_decrypts_and_its_digest_matches() {
+        use sha2::Digest;
+        let citizen = VaultIdentity::generate();
+        let plaintext: Vec<u8> = (0..500_000u32).map(|i| (i % 241) as u8).collect();
+        let (mut worker, header) = EncryptionWorker::start(&citizen.recipient(), true).unwrap();
+        let mut payload = Vec::new();
+        for chunk in plaintext.chunks(30_000) {
+            for out in worker.push(Bytes::copy_from_slice(chunk)).await.unwrap() {
+                payload.extend_from_slice(&out);
+            }
+        }
+        let (rest, digest) = worker.finish().await.unwrap();
+        for out in rest {
+            payload.extend_from_slice(&out);
+        }
+        assert_eq!(digest.ciphertext_size, payload.len() as u64);
+        assert_eq!(
+            digest.ciphertext_sha256,
+            hex::encode(sha2::Sha256::digest(&payload))
+        );
+        assert_eq!(digest.plaintext_size, plaintext.len() as u64);
+        assert_eq!(
+            digest.plaintext_sha256.unwrap(),
+            <[u8; 32]>::from(sha2::Sha256::digest(&plaintext))
+        );
         let mut reader = decrypt_document(&citizen, header, Cursor::new(payload))
             .await
             .unwrap();

@@ -115,7 +115,6 @@ impl Storage {
             store: self.store.clone(),
             key,
             writer: Some(writer),
-            hasher: Sha256::new(),
             size: 0,
             kept: false,
         }
@@ -239,7 +238,6 @@ pub struct PendingBlob {
     key: BlobKey,
     /// `None` once the upload has been completed.
     writer: Option<BufWriter>,
-    hasher: Sha256,
     size: u64,
     kept: bool,
 }
@@ -249,7 +247,8 @@ impl PendingBlob {
         &self.key
     }
 
-    /// Appends ciphertext.
+    /// Appends ciphertext. (Its SHA-256 is computed where it is produced, off the
+    /// thread that serves the request.)
     pub async fn write(&mut self, bytes: Bytes) -> Result<(), StorageError> {
         if bytes.is_empty() {
             return Ok(());
@@ -258,14 +257,13 @@ impl PendingBlob {
             .writer
             .as_mut()
             .ok_or_else(|| StorageError::Corrupt("write after completion".to_owned()))?;
-        self.hasher.update(&bytes);
         self.size += bytes.len() as u64;
         writer.put(bytes).await?;
         Ok(())
     }
 
-    /// Completes the upload; the object is now visible in the store.
-    pub async fn complete(&mut self) -> Result<BlobDigest, StorageError> {
+    /// Completes the upload; the object is now visible in the store. Returns its size.
+    pub async fn complete(&mut self) -> Result<u64, StorageError> {
         let mut writer = self
             .writer
             .take()
@@ -276,10 +274,7 @@ impl PendingBlob {
                 source: Box::new(error),
             })
         })?;
-        Ok(BlobDigest {
-            size: self.size,
-            sha256: hex::encode(self.hasher.clone().finalize()),
-        })
+        Ok(self.size)
     }
 
     /// The database now points to this object: keep it.

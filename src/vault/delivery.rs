@@ -12,7 +12,7 @@ use super::{DocumentError, DocumentId};
 use crate::agents::Agent;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::citizens::{self, CitizenKey, RecipientIndex};
-use crate::crypto::{DocumentEncryptor, HashDomain, seal};
+use crate::crypto::{EncryptionWorker, HashDomain, seal};
 use crate::db::schema::documents;
 use crate::state::AppState;
 use crate::storage::{BlobDigest, BlobKey, PendingBlob};
@@ -80,7 +80,7 @@ pub struct NewUpload {
     category: String,
     content_type: String,
     sealed_metadata: Vec<u8>,
-    encryptor: DocumentEncryptor,
+    worker: EncryptionWorker,
     header: Vec<u8>,
     blob: PendingBlob,
     plaintext_size: u64,
@@ -91,14 +91,15 @@ pub struct ReplayUpload {
     existing: DocumentId,
     stored_fingerprint: Option<String>,
     fingerprint: Fingerprint,
+    content: Sha256,
     plaintext_size: u64,
     limit: u64,
 }
 
-/// A keyed hash of everything that makes two delivery requests the same.
+/// A keyed hash of everything that makes two delivery requests the same: the
+/// metadata, the file part's headers and the SHA-256 of the file.
 struct Fingerprint {
     request: crate::crypto::KeyedHash,
-    content: Sha256,
 }
 
 impl Fingerprint {
@@ -110,18 +111,11 @@ impl Fingerprint {
             .part(raw_metadata)
             .part(file.file_name.as_bytes())
             .part(file.content_type.as_bytes());
-        Self {
-            request,
-            content: Sha256::new(),
-        }
+        Self { request }
     }
 
-    fn update(&mut self, chunk: &[u8]) {
-        self.content.update(chunk);
-    }
-
-    fn finish(self) -> String {
-        self.request.part(&self.content.finalize()).finish()
+    fn finish(self, content_sha256: &[u8]) -> String {
+        self.request.part(content_sha256).finish()
     }
 }
 
@@ -146,6 +140,7 @@ pub async fn begin_delivery(
             existing,
             stored_fingerprint,
             fingerprint: Fingerprint::start(state, raw_metadata, &file),
+            content: Sha256::new(),
             plaintext_size: 0,
             limit,
         })));
@@ -174,7 +169,7 @@ pub async fn begin_delivery(
         })
         .map_err(|error| DocumentError::Internal(error.to_string()))?,
     )?;
-    let (encryptor, header) = DocumentEncryptor::start(&citizen.recipient)?;
+    let (worker, header) = EncryptionWorker::start(&citizen.recipient, idempotency_key.is_some())?;
     let idempotency = idempotency_key.map(|key| {
         let fingerprint = Fingerprint::start(state, raw_metadata, &file);
         (key, fingerprint)
@@ -187,7 +182,7 @@ pub async fn begin_delivery(
         category: metadata.category.as_str().to_owned(),
         content_type: file.content_type,
         sealed_metadata,
-        encryptor,
+        worker,
         header,
         blob: state.storage.start_upload(BlobKey::new_document()),
         plaintext_size: 0,
@@ -272,7 +267,7 @@ impl Upload {
                         limit: replay.limit,
                     });
                 }
-                replay.fingerprint.update(&chunk);
+                replay.content.update(&chunk);
                 Ok(())
             }
         }
@@ -283,9 +278,16 @@ impl Upload {
         match self {
             Self::New(upload) => upload.finish().await,
             Self::Replay(replay) => {
-                if replay.stored_fingerprint.as_deref() == Some(&replay.fingerprint.finish()) {
+                let ReplayUpload {
+                    existing,
+                    stored_fingerprint,
+                    fingerprint,
+                    content,
+                    ..
+                } = *replay;
+                if stored_fingerprint.as_deref() == Some(&fingerprint.finish(&content.finalize())) {
                     Ok(Delivered {
-                        id: replay.existing,
+                        id: existing,
                         replayed: true,
                     })
                 } else {
@@ -310,13 +312,9 @@ impl NewUpload {
         if self.plaintext_size > limit {
             return Err(DocumentError::TooLarge { limit });
         }
-        if let Some((_, fingerprint)) = &mut self.idempotency {
-            fingerprint.update(&chunk);
+        for ciphertext in self.worker.push(chunk).await? {
+            self.blob.write(ciphertext).await?;
         }
-        // Encrypting a multipart chunk (tens of KiB) takes tens of microseconds, short
-        // enough to stay on the async worker.
-        let ciphertext = self.encryptor.encrypt(&chunk)?;
-        self.blob.write(ciphertext).await?;
         Ok(())
     }
 
@@ -329,7 +327,7 @@ impl NewUpload {
             category,
             content_type,
             sealed_metadata,
-            encryptor,
+            worker,
             header,
             mut blob,
             plaintext_size,
@@ -339,21 +337,32 @@ impl NewUpload {
             blob.discard().await;
             return Err(DocumentError::EmptyDocument);
         }
-        let tail = encryptor.finish()?;
-        let digest = match async {
-            blob.write(tail).await?;
-            blob.complete().await
+        let stored = async {
+            let (rest, digest) = worker.finish().await?;
+            for ciphertext in rest {
+                blob.write(ciphertext).await?;
+            }
+            let size = blob.complete().await?;
+            if size != digest.ciphertext_size {
+                return Err(DocumentError::Internal(
+                    "ciphertext size mismatch".to_owned(),
+                ));
+            }
+            Ok::<_, DocumentError>(digest)
         }
-        .await
-        {
+        .await;
+        let digest = match stored {
             Ok(digest) => digest,
             Err(error) => {
                 blob.discard().await;
-                return Err(error.into());
+                return Err(error);
             }
         };
         let (idempotency_key, request_fingerprint) = match idempotency {
-            Some((key, fingerprint)) => (Some(key.0), Some(fingerprint.finish())),
+            Some((key, fingerprint)) => {
+                let content = digest.plaintext_sha256.unwrap_or_default();
+                (Some(key.0), Some(fingerprint.finish(&content)))
+            }
             None => (None, None),
         };
         let row = NewDocument {
@@ -367,8 +376,8 @@ impl NewUpload {
             sealed_metadata,
             age_header: header,
             blob_key: blob.key().as_str().to_owned(),
-            ciphertext_size: to_i64(digest.size)?,
-            ciphertext_sha256: digest.sha256.clone(),
+            ciphertext_size: to_i64(digest.ciphertext_size)?,
+            ciphertext_sha256: digest.ciphertext_sha256.clone(),
             plaintext_size: to_i64(plaintext_size)?,
             idempotency_key,
             request_fingerprint,
