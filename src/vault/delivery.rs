@@ -2,7 +2,10 @@
 //! the object store, then commit the document row and its audit event together. If
 //! anything fails before the commit, the stored payload is removed.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+
+/// Plaintext handed to the encryption worker at a time.
+const BATCH_BYTES: usize = 256 * 1024;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -81,6 +84,9 @@ pub struct NewUpload {
     content_type: String,
     sealed_metadata: Vec<u8>,
     worker: EncryptionWorker,
+    /// Plaintext gathered into larger pieces before it crosses to the worker thread:
+    /// fewer hand-overs, each worth more work.
+    batch: BytesMut,
     header: Vec<u8>,
     blob: PendingBlob,
     plaintext_size: u64,
@@ -183,6 +189,7 @@ pub async fn begin_delivery(
         content_type: file.content_type,
         sealed_metadata,
         worker,
+        batch: BytesMut::with_capacity(BATCH_BYTES),
         header,
         blob: state.storage.start_upload(BlobKey::new_document()),
         plaintext_size: 0,
@@ -312,8 +319,13 @@ impl NewUpload {
         if self.plaintext_size > limit {
             return Err(DocumentError::TooLarge { limit });
         }
-        for ciphertext in self.worker.push(chunk).await? {
-            self.blob.write(ciphertext).await?;
+        self.batch.extend_from_slice(&chunk);
+        if self.batch.len() >= BATCH_BYTES {
+            let batch = self.batch.split().freeze();
+            self.batch.reserve(BATCH_BYTES);
+            for ciphertext in self.worker.push(batch).await? {
+                self.blob.write(ciphertext).await?;
+            }
         }
         Ok(())
     }
@@ -327,7 +339,8 @@ impl NewUpload {
             category,
             content_type,
             sealed_metadata,
-            worker,
+            mut worker,
+            batch,
             header,
             mut blob,
             plaintext_size,
@@ -338,6 +351,11 @@ impl NewUpload {
             return Err(DocumentError::EmptyDocument);
         }
         let stored = async {
+            if !batch.is_empty() {
+                for ciphertext in worker.push(batch.freeze()).await? {
+                    blob.write(ciphertext).await?;
+                }
+            }
             let (rest, digest) = worker.finish().await?;
             for ciphertext in rest {
                 blob.write(ciphertext).await?;
