@@ -259,6 +259,10 @@ async fn citizen_logs_in_finds_documents_addressed_before_downloads_and_logs_out
         browser.get("/vault").await.status(),
         StatusCode::UNAUTHORIZED
     );
+    // The home page offers the login again (no loop through the expired page).
+    let home = browser.get("/").await;
+    assert_eq!(home.status(), StatusCode::OK);
+    assert!(home.text().await.unwrap().contains("/login/demo"));
 }
 
 #[tokio::test]
@@ -430,6 +434,8 @@ async fn idle_sessions_expire_and_csrf_is_required() {
         .unwrap();
     let expired = browser.get("/vault").await;
     assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+    // With the stale cookie still in the browser, home shows the login buttons.
+    assert_eq!(browser.get("/").await.status(), StatusCode::OK);
     assert!(expired.text().await.unwrap().contains("href=\"/\""));
 }
 

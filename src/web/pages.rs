@@ -3,12 +3,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
 use super::page::Page;
-use super::session::AuthState;
-use crate::auth::sessions::SESSION_COOKIE;
+use super::session::{AuthState, CitizenSession};
 use crate::config::ProviderKind;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -25,9 +24,14 @@ struct LoginButton {
     label: String,
 }
 
-async fn home(request: HttpRequest, page: Page, auth: web::Data<AuthState>) -> HttpResponse {
-    // Someone with a session goes straight to their documents (the vault page checks it).
-    if request.cookie(SESSION_COOKIE).is_some() {
+async fn home(
+    session: Option<CitizenSession>,
+    page: Page,
+    auth: web::Data<AuthState>,
+) -> HttpResponse {
+    // Someone logged in goes straight to their documents; a stale cookie does not
+    // count (it would send the visitor round in circles via the expired page).
+    if session.is_some() {
         return HttpResponse::SeeOther()
             .insert_header((LOCATION, "/vault"))
             .finish();
