@@ -15,11 +15,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Options, TestApp, document_bytes, metadata, spawn_app_with};
+use common::html::{attribute, form_action, hidden_fields, location, sets_session_cookie};
+use common::{Options, TestApp, awa, document_bytes, marie, spawn_app_with};
 use eguichet::agents::Role;
-use reqwest::header::{LOCATION, SET_COOKIE};
 use reqwest::{Response, StatusCode};
-use serde_json::{Value, json};
 use url::Url;
 
 const PROVIDER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/oidc-provider");
@@ -266,79 +265,6 @@ impl Browser {
     }
 }
 
-fn location(response: &Response) -> String {
-    response.headers()[LOCATION].to_str().unwrap().to_owned()
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&#x27;", "'")
-        .replace("&#x2F;", "/")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-fn attribute(tag: &str, name: &str) -> Option<String> {
-    let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
-    let end = tag[start..].find('"')? + start;
-    Some(unescape(&tag[start..end]))
-}
-
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    html.split("<input")
-        .skip(1)
-        .filter(|tag| tag.contains("type=\"hidden\""))
-        .filter_map(|tag| Some((attribute(tag, "name")?, attribute(tag, "value")?)))
-        .collect()
-}
-
-fn form_action(html: &str) -> String {
-    let form = html.split("<form").nth(1).unwrap();
-    attribute(form, "action").unwrap()
-}
-
-fn sets_session_cookie(response: &Response) -> bool {
-    response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .any(|value| value.to_str().unwrap().starts_with("eg_session="))
-}
-
-/// Marie-Claire DUPONT, born in Paris, as an agent addresses her.
-fn marie() -> Value {
-    json!({"pivot": {"family_name": "Dupont", "given_names": "Marie Claire",
-                     "birthdate": "1980-07-30", "birthplace": "75056"}})
-}
-
-/// Awa Fatou DIALLO, born abroad: no birthplace.
-fn awa() -> Value {
-    json!({"pivot": {"family_name": "Diallo", "given_names": "Awa Fatou",
-                     "birthdate": "1992-11-05", "birthplace": ""}})
-}
-
-async fn deliver(
-    app: &TestApp,
-    token: &str,
-    recipient: Value,
-    title: &str,
-    bytes: Vec<u8>,
-) -> String {
-    let response = app
-        .deliver(token)
-        .metadata(metadata(recipient, title))
-        .file(bytes)
-        .send()
-        .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn citizens_log_in_through_a_real_provider_find_their_documents_and_log_out() {
     if !enabled() {
@@ -347,22 +273,16 @@ async fn citizens_log_in_through_a_real_provider_find_their_documents_and_log_ou
     let (app, provider) = portal_and_provider("eidas1").await;
     let token = app.agent_token("agent@mairie.example", Role::Agent).await;
     let plaintext = document_bytes(120_000, 21);
-    let marie_doc = deliver(
-        &app,
-        &token,
-        marie(),
-        "Avis de taxe foncière 2026",
-        plaintext.clone(),
-    )
-    .await;
-    deliver(
-        &app,
-        &token,
-        awa(),
-        "Facture cantine",
-        document_bytes(5_000, 22),
-    )
-    .await;
+    let marie_doc = app
+        .deliver_to(
+            &token,
+            marie(),
+            "Avis de taxe foncière 2026",
+            plaintext.clone(),
+        )
+        .await;
+    app.deliver_to(&token, awa(), "Facture cantine", document_bytes(5_000, 22))
+        .await;
 
     let browser = Browser::logged_in_as(&app, &provider, "marie.dupont").await;
     let vault = browser.vault().await;

@@ -9,13 +9,13 @@
 
 mod common;
 
-use common::{TestApp, document_bytes, metadata, spawn_app};
+use common::html::{form_action, hidden_fields, location};
+use common::{TestApp, awa, document_bytes, marie, spawn_app};
 use diesel::prelude::*;
 use eguichet::agents::Role;
 use eguichet::db::schema::{documents, sessions};
 use reqwest::StatusCode;
-use reqwest::header::LOCATION;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A browser: keeps cookies, does not follow redirects (each step is checked).
 struct Browser {
@@ -95,83 +95,19 @@ impl Browser {
     }
 }
 
-fn location(response: &reqwest::Response) -> String {
-    response.headers()[LOCATION].to_str().unwrap().to_owned()
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&#x27;", "'")
-        .replace("&#x2F;", "/")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-fn attribute(tag: &str, name: &str) -> Option<String> {
-    let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
-    let end = tag[start..].find('"')? + start;
-    Some(unescape(&tag[start..end]))
-}
-
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    html.split("<input")
-        .skip(1)
-        .filter(|tag| tag.contains("type=\"hidden\""))
-        .filter_map(|tag| Some((attribute(tag, "name")?, attribute(tag, "value")?)))
-        .collect()
-}
-
-fn form_action(html: &str) -> String {
-    let form = html.split("<form").nth(1).unwrap();
-    attribute(form, "action").unwrap()
-}
-
-/// Marie Claire DUPONT as an agent addresses her (before she ever logged in).
-fn marie() -> Value {
-    json!({"pivot": {"family_name": "Dupont", "given_names": "Marie-Claire",
-                     "birthdate": "1980-07-30", "birthplace": "75056"}})
-}
-
-fn awa() -> Value {
-    json!({"pivot": {"family_name": "Diallo", "given_names": "Awa Fatou",
-                     "birthdate": "1992-11-05", "birthplace": ""}})
-}
-
-async fn deliver(
-    app: &TestApp,
-    token: &str,
-    recipient: Value,
-    title: &str,
-    bytes: Vec<u8>,
-) -> String {
-    let response = app
-        .deliver(token)
-        .metadata(metadata(recipient, title))
-        .file(bytes)
-        .send()
-        .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn citizen_logs_in_finds_documents_addressed_before_downloads_and_logs_out() {
     let app = spawn_app().await;
     let token = app.agent_token("agent@mairie.example", Role::Agent).await;
     let plaintext = document_bytes(150_000, 11);
-    let id = deliver(
-        &app,
-        &token,
-        marie(),
-        "Avis de taxe foncière 2026",
-        plaintext.clone(),
-    )
-    .await;
+    let id = app
+        .deliver_to(
+            &token,
+            marie(),
+            "Avis de taxe foncière 2026",
+            plaintext.clone(),
+        )
+        .await;
 
     // The authorization request carries only FranceConnect's documented parameters.
     let browser = Browser::new(&app);
@@ -269,22 +205,12 @@ async fn citizen_logs_in_finds_documents_addressed_before_downloads_and_logs_out
 async fn citizens_reach_only_their_own_documents() {
     let app = spawn_app().await;
     let token = app.agent_token("agent@mairie.example", Role::Agent).await;
-    let marie_doc = deliver(
-        &app,
-        &token,
-        marie(),
-        "Attestation",
-        document_bytes(5_000, 1),
-    )
-    .await;
-    let awa_doc = deliver(
-        &app,
-        &token,
-        awa(),
-        "Facture cantine",
-        document_bytes(5_000, 2),
-    )
-    .await;
+    let marie_doc = app
+        .deliver_to(&token, marie(), "Attestation", document_bytes(5_000, 1))
+        .await;
+    let awa_doc = app
+        .deliver_to(&token, awa(), "Facture cantine", document_bytes(5_000, 2))
+        .await;
 
     // Jean shares Marie's email address: he sees nothing of hers.
     let jean = Browser::logged_in_as(&app, "jean.dupont").await;
@@ -443,7 +369,9 @@ async fn idle_sessions_expire_and_csrf_is_required() {
 async fn pages_carry_strict_headers_and_tampered_downloads_are_refused() {
     let app = spawn_app().await;
     let token = app.agent_token("agent@mairie.example", Role::Agent).await;
-    let id = deliver(&app, &token, awa(), "Avis", document_bytes(80_000, 3)).await;
+    let id = app
+        .deliver_to(&token, awa(), "Avis", document_bytes(80_000, 3))
+        .await;
     let browser = Browser::logged_in_as(&app, "awa.diallo").await;
 
     let vault = browser.get("/vault").await;

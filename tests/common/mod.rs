@@ -13,6 +13,8 @@
     reason = "the harness fails a test loudly on the first surprise"
 )]
 
+pub mod html;
+
 use std::time::Duration;
 
 use diesel::prelude::*;
@@ -143,6 +145,19 @@ pub fn pivot(family_name: &str) -> Value {
                      "birthdate": "1980-07-30", "birthplace": "75056"}})
 }
 
+/// Marie Claire DUPONT, born in Paris, as an agent addresses her (a demonstration
+/// citizen: she can log in).
+pub fn marie() -> Value {
+    json!({"pivot": {"family_name": "Dupont", "given_names": "Marie Claire",
+                     "birthdate": "1980-07-30", "birthplace": "75056"}})
+}
+
+/// Awa Fatou DIALLO, born abroad: no birthplace (a demonstration citizen too).
+pub fn awa() -> Value {
+    json!({"pivot": {"family_name": "Diallo", "given_names": "Awa Fatou",
+                     "birthdate": "1992-11-05", "birthplace": ""}})
+}
+
 /// Metadata for a delivery to `recipient`.
 pub fn metadata(recipient: Value, title: &str) -> Value {
     json!({"recipient": recipient, "title": title, "category": "impots"})
@@ -212,6 +227,27 @@ impl TestApp {
             })
             .await
             .unwrap();
+    }
+
+    /// Delivers `bytes` titled `title` to `recipient`; returns the document id.
+    pub async fn deliver_to(
+        &self,
+        token: &str,
+        recipient: Value,
+        title: &str,
+        bytes: Vec<u8>,
+    ) -> String {
+        let response = self
+            .deliver(token)
+            .metadata(metadata(recipient, title))
+            .file(bytes)
+            .send()
+            .await;
+        assert_eq!(response.status(), 201);
+        response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Starts a delivery request.
