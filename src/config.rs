@@ -452,12 +452,22 @@ impl Config {
     }
 
     /// Whether the server may set cookies without the `Secure` flag (local demo only).
+    /// Only a demonstration reached on this very machine qualifies: anywhere else a
+    /// session cookie over plain HTTP could be read on the network.
     pub fn allows_plain_http_cookies(&self) -> bool {
-        self.mode == Mode::Demo
-            && self
-                .public_url
-                .as_ref()
-                .is_none_or(|url| url.scheme() == "http")
+        let local = match &self.public_url {
+            None => self.listen.ip().is_loopback(),
+            Some(url) => {
+                url.scheme() == "http"
+                    && match url.host() {
+                        Some(url::Host::Domain(domain)) => domain == "localhost",
+                        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                        None => false,
+                    }
+            }
+        };
+        self.mode == Mode::Demo && local
     }
 
     /// Whether the built-in demonstration identity provider is mounted.
@@ -526,6 +536,17 @@ mod tests {
                         [database]\nurl = \"postgres://eguichet@db/eguichet\"";
         let config = Config::from_toml(complete).unwrap();
         assert!(!config.allows_plain_http_cookies());
+    }
+
+    #[test]
+    fn plain_http_cookies_only_for_a_local_demo() {
+        let allowed = |toml: &str| Config::from_toml(toml).unwrap().allows_plain_http_cookies();
+        assert!(allowed(""));
+        assert!(allowed("public_url = \"http://localhost:8080\""));
+        assert!(allowed("public_url = \"http://127.0.0.1:8080\""));
+        assert!(!allowed("listen = \"0.0.0.0:8080\""));
+        assert!(!allowed("public_url = \"http://guichet.mairie.example\""));
+        assert!(!allowed("public_url = \"https://localhost\""));
     }
 
     #[test]

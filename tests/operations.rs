@@ -359,3 +359,51 @@ fn example_configuration_is_valid_and_complete() {
     assert!(config.keys.master_key_file.is_some());
     assert_eq!(config.oidc.providers.len(), 1);
 }
+
+#[tokio::test]
+async fn production_mode_is_strict_and_has_no_demonstration_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("master.key");
+    eguichet::crypto::MasterKey::generate()
+        .write_new_file(&key)
+        .unwrap();
+    let toml = format!(
+        "mode = \"production\"\npublic_url = \"https://guichet.mairie.example\"\n\
+         listen = \"127.0.0.1:0\"\ndata_dir = \"{dir}\"\n\
+         [database]\nurl = \"sqlite://{dir}/eguichet.db\"\n\
+         [keys]\nmaster_key_file = \"{key}\"\n",
+        dir = dir.path().display(),
+        key = key.display()
+    );
+    let application = eguichet::web::Application::build(Config::from_toml(&toml).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", application.address());
+    tokio::spawn(application.run_until_stopped());
+    let client = reqwest::Client::new();
+
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert!(
+        health.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=")
+    );
+    let demo = client
+        .get(format!("{base}/demo-idp/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(demo.status(), 404);
+    let home = client.get(format!("{base}/")).send().await.unwrap();
+    assert!(!home.text().await.unwrap().contains("/login/demo"));
+    assert_eq!(
+        client
+            .get(format!("{base}/login/demo"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}

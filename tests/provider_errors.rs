@@ -211,15 +211,24 @@ async fn userinfo(provider: web::Data<Provider>) -> HttpResponse {
         .body(behaviour.userinfo_key.sign(&claims))
 }
 
-/// The portal configured with the misbehaving provider.
+/// The portal configured with the misbehaving provider (as `/login/fc`).
 async fn portal(provider: &Provider, kind: &str, acr: &str) -> TestApp {
-    spawn_app_with(Options {
-        extra_toml: format!(
-            "[oidc]\ntimeout_seconds = 2\n[[oidc.providers]]\nid = \"fc\"\nkind = \"{kind}\"\n\
-             audience = \"citizen\"\nissuer = \"{}\"\nclient_id = \"{CLIENT_ID}\"\n\
+    portal_with(&[("fc", provider)], kind, acr).await
+}
+
+/// The portal configured with several such providers, each under its id.
+async fn portal_with(providers: &[(&str, &Provider)], kind: &str, acr: &str) -> TestApp {
+    let mut toml = "[oidc]\ntimeout_seconds = 2\n".to_owned();
+    for (id, provider) in providers {
+        toml.push_str(&format!(
+            "[[oidc.providers]]\nid = \"{id}\"\nkind = \"{kind}\"\naudience = \"citizen\"\n\
+             issuer = \"{}\"\nclient_id = \"{CLIENT_ID}\"\n\
              client_secret = \"{CLIENT_SECRET}\"\nacr_values = \"{acr}\"\n",
             provider.issuer
-        ),
+        ));
+    }
+    spawn_app_with(Options {
+        extra_toml: toml,
         ..Options::default()
     })
     .await
@@ -227,13 +236,23 @@ async fn portal(provider: &Provider, kind: &str, acr: &str) -> TestApp {
 
 /// Starts a login, lets the provider "authenticate", and returns the callback's answer.
 async fn login(app: &TestApp, provider: &Provider, code: &str) -> reqwest::Response {
+    login_through(app, "fc", provider, code).await
+}
+
+/// The same, through the provider configured as `id`.
+async fn login_through(
+    app: &TestApp,
+    id: &str,
+    provider: &Provider,
+    code: &str,
+) -> reqwest::Response {
     let browser = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     let start = browser
-        .get(format!("{}/login/fc", app.address))
+        .get(format!("{}/login/{id}", app.address))
         .send()
         .await
         .unwrap();
@@ -254,7 +273,7 @@ async fn login(app: &TestApp, provider: &Provider, code: &str) -> reqwest::Respo
     });
     browser
         .get(format!(
-            "{}/login/fc/callback?code={code}&state={}",
+            "{}/login/{id}/callback?code={code}&state={}",
             app.address,
             param("state")
         ))
@@ -311,6 +330,12 @@ async fn bad_tokens_and_claims_are_refused() {
     provider.behave(|b| b.id_token_overrides = json!({"iss": "https://impostor.example"}));
     expect_refused(&app, &provider, StatusCode::BAD_REQUEST).await;
     provider.behave(|b| b.id_token_overrides = json!({}));
+
+    // An ID token signed by another key under the published kid.
+    let forger = SigningKey::generate("key-1");
+    provider.behave(|b| b.id_token_key = forger.clone());
+    expect_refused(&app, &provider, StatusCode::BAD_REQUEST).await;
+    provider.behave(|b| b.id_token_key = b.userinfo_key.clone());
 
     // Userinfo: badly signed (another key under the published kid), unsigned, about
     // someone else, or without the pivot identity.
@@ -442,4 +467,58 @@ async fn belgian_fas_logins_match_on_the_national_register_number() {
     // Without the number, a FAS login cannot be matched: refused with a page.
     provider.behave(|b| b.userinfo_claims = json!({"given_name": "Lotte"}));
     expect_refused(&app, &provider, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn a_second_provider_asserting_the_same_identity_is_not_merged_silently() {
+    let first = Provider::start();
+    let second = Provider::start();
+    let app = portal_with(
+        &[("fc", &first), ("other", &second)],
+        "franceconnect",
+        "eidas1",
+    )
+    .await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let id = app
+        .deliver_to(&token, common::marie(), "Avis", document_bytes(2_000, 5))
+        .await;
+    let addressed = app.citizen_of(&id).await;
+
+    let linked = |app: &TestApp| {
+        use diesel::prelude::*;
+        use eguichet::db::schema::citizen_logins;
+        let db = app.state.db.clone();
+        async move {
+            db.read(
+                |conn| -> Result<Vec<(String, String)>, eguichet::db::DbError> {
+                    Ok(citizen_logins::table
+                        .select((citizen_logins::provider_id, citizen_logins::citizen_id))
+                        .order(citizen_logins::created_at)
+                        .load(conn)?)
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // The first provider's account is matched to the documents addressed before.
+    assert_eq!(
+        login_through(&app, "fc", &first, &fresh_code())
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    // Another issuer asserting the same pivot identity gets a vault of its own.
+    assert_eq!(
+        login_through(&app, "other", &second, &fresh_code())
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    let logins = linked(&app).await;
+    assert_eq!(logins.len(), 2);
+    assert_eq!(logins[0], ("fc".to_owned(), addressed.clone()));
+    assert_eq!(logins[1].0, "other");
+    assert_ne!(logins[1].1, addressed);
 }
