@@ -15,10 +15,13 @@ use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{
+    BackoffConfig, ClientOptions, GetResult, GetResultPayload, ObjectStore, RetryConfig,
+};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+use tokio_util::io::ReaderStream;
 
 use crate::config::{Config, StorageBackend};
 
@@ -26,6 +29,9 @@ use crate::config::{Config, StorageBackend};
 /// Memory per upload stays near `PART_SIZE × (1 + MAX_PARTS_IN_FLIGHT)`.
 const PART_SIZE: usize = 5 * 1024 * 1024;
 const MAX_PARTS_IN_FLIGHT: usize = 2;
+
+/// Read size for payloads in the local directory.
+const LOCAL_READ_BYTES: usize = 256 * 1024;
 
 /// Where document payloads live inside the store.
 const DOCUMENTS_PREFIX: &str = "documents";
@@ -128,9 +134,21 @@ impl Storage {
         expected: BlobDigest,
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin + use<>, StorageError>
     {
-        let inner = self.store.get(&key.path()).await?.into_stream();
+        let result = self.store.get(&key.path()).await?;
+        let inner = match result.payload {
+            // object_store reads a local file 8 KiB at a time, each read a blocking task
+            // of its own: a large download would spend its time switching threads.
+            GetResultPayload::File(file, _) if result.range.start == 0 => {
+                ReaderStream::with_capacity(tokio::fs::File::from_std(file), LOCAL_READ_BYTES)
+                    .boxed()
+            }
+            payload => GetResult { payload, ..result }
+                .into_stream()
+                .map_err(std::io::Error::other)
+                .boxed(),
+        };
         Ok(VerifiedStream {
-            inner: inner.map_err(std::io::Error::other).boxed(),
+            inner,
             hasher: Sha256::new(),
             size: 0,
             expected,

@@ -82,7 +82,8 @@ pub async fn open_document(
         metadata,
         content_type,
         size,
-        content: ReaderStream::new(plaintext.compat()),
+        // age releases plaintext 64 KiB at a time; read it in pieces of that size.
+        content: ReaderStream::with_capacity(plaintext.compat(), 64 * 1024),
     })
 }
 
