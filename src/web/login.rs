@@ -33,6 +33,28 @@ fn browser_value(request: &HttpRequest) -> String {
         .unwrap_or_else(sessions::new_secret)
 }
 
+/// Consumes the redirect a provider sent the browser back from: its `state` must be
+/// one we issued, unused, unexpired, to this very browser. `None` when it is not.
+async fn consume_returning_flow(
+    request: &HttpRequest,
+    state: &AppState,
+    purpose: FlowPurpose,
+    returned_state: &Option<String>,
+    lang: Lang,
+) -> Result<Option<sessions::Flow>, PageError> {
+    let browser = request
+        .cookie(BROWSER_COOKIE)
+        .map(|cookie| cookie.value().to_owned());
+    let (Some(returned_state), Some(browser)) = (returned_state.clone(), browser) else {
+        return Ok(None);
+    };
+    state
+        .db
+        .write(move |conn| sessions::consume_flow(conn, purpose, &returned_state, &browser))
+        .await
+        .map_err(|error| PageError::internal(lang, error))
+}
+
 fn login_failed(lang: Lang, error: &LoginError) -> PageError {
     let (status, body) = match error {
         LoginError::ProviderUnavailable(_) => (StatusCode::BAD_GATEWAY, "login-error-unavailable"),
@@ -110,16 +132,7 @@ async fn finish_login(
         .get(&path)
         .filter(|provider| provider.audience() == Audience::Citizen)
         .ok_or_else(|| PageError::not_found(lang))?;
-    let returned_state = query.state.clone().ok_or_else(invalid_state)?;
-    let browser = request
-        .cookie(BROWSER_COOKIE)
-        .map(|cookie| cookie.value().to_owned())
-        .ok_or_else(invalid_state)?;
-    let flow = state
-        .db
-        .write(move |conn| {
-            sessions::consume_flow(conn, FlowPurpose::Login, &returned_state, &browser)
-        })
+    let flow = consume_returning_flow(&request, &state, FlowPurpose::Login, &query.state, lang)
         .await?
         .filter(|flow| flow.provider_id == provider.id())
         .ok_or_else(invalid_state)?;
@@ -294,19 +307,15 @@ async fn logged_out(
     state: web::Data<AppState>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, PageError> {
-    let invalid = || login_failed(page.lang, &LoginError::InvalidState);
-    let returned_state = query.state.clone().ok_or_else(invalid)?;
-    let browser = request
-        .cookie(BROWSER_COOKIE)
-        .map(|cookie| cookie.value().to_owned())
-        .ok_or_else(invalid)?;
-    state
-        .db
-        .write(move |conn| {
-            sessions::consume_flow(conn, FlowPurpose::Logout, &returned_state, &browser)
-        })
-        .await?
-        .ok_or_else(invalid)?;
+    consume_returning_flow(
+        &request,
+        &state,
+        FlowPurpose::Logout,
+        &query.state,
+        page.lang,
+    )
+    .await?
+    .ok_or_else(|| login_failed(page.lang, &LoginError::InvalidState))?;
     let mut response = logged_out_page(&page);
     response.add_cookie(&auth.removal(BROWSER_COOKIE)).ok();
     Ok(response)
