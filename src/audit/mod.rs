@@ -203,36 +203,3 @@ pub fn verify_chain(conn: &mut Conn) -> Result<ChainCheck, DbError> {
     }
     Ok(ChainCheck::Intact { events })
 }
-
-/// One event as shown to a citizen or an administrator.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AuditEntry {
-    pub seq: i64,
-    pub occurred_at: chrono::NaiveDateTime,
-    pub actor: String,
-    pub action: String,
-    pub subject: Option<String>,
-}
-
-/// The events that concern one citizen, newest first.
-pub fn events_for_citizen(
-    conn: &mut Conn,
-    citizen_id: &str,
-    limit: i64,
-) -> Result<Vec<AuditEntry>, DbError> {
-    let rows: Vec<EventRow> = audit_events::table
-        .filter(audit_events::citizen_id.eq(citizen_id))
-        .order(audit_events::seq.desc())
-        .limit(limit)
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|row| AuditEntry {
-            seq: row.seq,
-            occurred_at: row.occurred_at,
-            actor: row.actor,
-            action: row.action,
-            subject: row.subject,
-        })
-        .collect())
-}

@@ -161,15 +161,6 @@ pub fn find_department(
         .optional()?)
 }
 
-/// A department by id (within its tenant).
-pub fn department_by_id(conn: &mut Conn, id: &str) -> Result<Option<Department>, DbError> {
-    Ok(departments::table
-        .find(id)
-        .select(Department::as_select())
-        .first(conn)
-        .optional()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,9 @@ use super::page::{Lang, Message, Page, PageError};
 use super::session::AuthState;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::relying_party::LoginError;
-use crate::auth::sessions::{self, BROWSER_COOKIE, FlowPurpose, SESSION_COOKIE, SessionKind};
+use crate::auth::sessions::{
+    self, BROWSER_COOKIE, EndedSession, FlowPurpose, SESSION_COOKIE, SessionKind,
+};
 use crate::citizens::{self, ProviderAccount};
 use crate::config::Audience;
 use crate::state::AppState;
@@ -84,25 +86,15 @@ async fn start_login(
         .await
         .map_err(|error| login_failed(page.lang, &error))?;
     let browser = browser_value(&request);
-    let (flow_state, flow_browser, provider_id, nonce) = (
-        redirect.state.clone(),
-        browser.clone(),
-        provider.id().to_owned(),
-        redirect.nonce.clone(),
-    );
-    state
-        .db
-        .write(move |conn| {
-            sessions::record_flow(
-                conn,
-                FlowPurpose::Login,
-                &flow_state,
-                &flow_browser,
-                &provider_id,
-                &nonce,
-            )
-        })
-        .await?;
+    remember_flow(
+        &state,
+        FlowPurpose::Login,
+        &redirect.state,
+        &browser,
+        provider.id(),
+        &redirect.nonce,
+    )
+    .await?;
     Ok(HttpResponse::SeeOther()
         .insert_header((LOCATION, redirect.url.to_string()))
         .cookie(auth.cookie(BROWSER_COOKIE, browser))
@@ -247,36 +239,8 @@ async fn logout(
         })
         .await?;
 
-    // Through the provider's end-session endpoint when there is one.
-    let provider_logout = match ended.and_then(|ended| Some((ended.provider_id?, ended.id_token?)))
-    {
-        Some((provider_id, id_token)) => match auth.providers.get(&provider_id) {
-            Some(provider) => {
-                let logout_state = sessions::new_secret();
-                let browser = browser_value(&request);
-                let url = provider.logout_redirect(&id_token, &logout_state).await;
-                if let Some(url) = url {
-                    let (flow_state, flow_browser) = (logout_state, browser.clone());
-                    state
-                        .db
-                        .write(move |conn| {
-                            sessions::record_flow(
-                                conn,
-                                FlowPurpose::Logout,
-                                &flow_state,
-                                &flow_browser,
-                                &provider_id,
-                                "",
-                            )
-                        })
-                        .await?;
-                    Some((url, browser))
-                } else {
-                    None
-                }
-            }
-            None => None,
-        },
+    let provider_logout = match ended {
+        Some(ended) => provider_logout(&request, &state, &auth, ended).await?,
         None => None,
     };
     let mut response = HttpResponse::SeeOther();
@@ -292,6 +256,60 @@ async fn logout(
             .finish()),
         None => Ok(response.insert_header((LOCATION, "/logout/done")).finish()),
     }
+}
+
+/// The provider's end-session redirect for the session just ended (and the browser
+/// value it is bound to), when the session came from a provider that offers one.
+async fn provider_logout(
+    request: &HttpRequest,
+    state: &AppState,
+    auth: &AuthState,
+    ended: EndedSession,
+) -> Result<Option<(url::Url, String)>, PageError> {
+    let (Some(provider_id), Some(id_token)) = (ended.provider_id, ended.id_token) else {
+        return Ok(None);
+    };
+    let Some(provider) = auth.providers.get(&provider_id) else {
+        return Ok(None);
+    };
+    let logout_state = sessions::new_secret();
+    let Some(url) = provider.logout_redirect(&id_token, &logout_state).await else {
+        return Ok(None);
+    };
+    let browser = browser_value(request);
+    remember_flow(
+        state,
+        FlowPurpose::Logout,
+        &logout_state,
+        &browser,
+        &provider_id,
+        "",
+    )
+    .await?;
+    Ok(Some((url, browser)))
+}
+
+/// Records a redirect to a provider, to be matched when the browser comes back.
+async fn remember_flow(
+    state: &AppState,
+    purpose: FlowPurpose,
+    flow_state: &str,
+    browser: &str,
+    provider_id: &str,
+    nonce: &str,
+) -> Result<(), PageError> {
+    let (flow_state, browser, provider_id, nonce) = (
+        flow_state.to_owned(),
+        browser.to_owned(),
+        provider_id.to_owned(),
+        nonce.to_owned(),
+    );
+    Ok(state
+        .db
+        .write(move |conn| {
+            sessions::record_flow(conn, purpose, &flow_state, &browser, &provider_id, &nonce)
+        })
+        .await?)
 }
 
 #[derive(Deserialize)]
