@@ -147,7 +147,8 @@ pub struct ProviderConfig {
     pub label: Option<String>,
 }
 
-fn default_scopes() -> Vec<String> {
+/// The pivot identity and nothing more: what matching a citizen needs.
+pub(crate) fn default_scopes() -> Vec<String> {
     [
         "openid",
         "given_name",

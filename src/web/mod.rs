@@ -146,18 +146,7 @@ fn build_auth(
             client_id: "eguichet-demo".to_owned(),
             client_secret: client_secret.into(),
             acr_values: Some("eidas1".to_owned()),
-            scopes: [
-                "openid",
-                "given_name",
-                "family_name",
-                "birthdate",
-                "birthplace",
-                "birthcountry",
-                "gender",
-                "email",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
+            scopes: crate::config::default_scopes(),
             label: None,
         };
         providers.push(IdentityProvider::new(demo, base_url, http.clone()).map_err(invalid)?);
