@@ -521,4 +521,25 @@ async fn a_second_provider_asserting_the_same_identity_is_not_merged_silently() 
     assert_eq!(logins[0], ("fc".to_owned(), addressed.clone()));
     assert_eq!(logins[1].0, "other");
     assert_ne!(logins[1].1, addressed);
+
+    // Both outcomes are in the audit log.
+    let actions: Vec<String> = {
+        use diesel::prelude::*;
+        use eguichet::db::schema::audit_events;
+        app.state
+            .db
+            .read(|conn| -> Result<Vec<String>, eguichet::db::DbError> {
+                Ok(audit_events::table
+                    .select(audit_events::action)
+                    .load(conn)?)
+            })
+            .await
+            .unwrap()
+    };
+    for expected in ["citizen.matched", "citizen.match_kept_apart"] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected}: {actions:?}"
+        );
+    }
 }
