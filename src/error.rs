@@ -143,6 +143,11 @@ impl From<crate::vault::DocumentError> for ApiError {
             E::Metadata(M::Recipient(_)) => Self::unprocessable("invalid_recipient", message),
             E::UnknownRecipient => Self::unprocessable("unknown_recipient", message),
             E::UnknownDepartment => Self::unprocessable("unknown_department", message),
+            E::ArchivedDepartment => Self::unprocessable("archived_department", message),
+            E::DepartmentNotAllowed => Self::forbidden(message),
+            E::DepartmentRequired => Self::unprocessable("department_required", message),
+            E::AlreadyWithdrawn => Self::new(StatusCode::CONFLICT, "already_withdrawn", message),
+            E::WithdrawalReason => Self::unprocessable("withdrawal_reason_required", message),
             E::TooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "document_too_large", message)
             }

@@ -429,3 +429,48 @@ async fn session_cookie_is_http_only_and_lax() {
         .trim_start_matches("eg_session=");
     assert_eq!(value.len(), 64);
 }
+
+#[tokio::test]
+async fn a_withdrawn_document_shows_as_withdrawn_without_its_title() {
+    let app = spawn_app().await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let kept = app
+        .deliver_to(
+            &token,
+            marie(),
+            "Carte d'électeur",
+            document_bytes(2_000, 3),
+        )
+        .await;
+    let withdrawn = app
+        .deliver_to(
+            &token,
+            marie(),
+            "Avis destiné à un homonyme",
+            document_bytes(2_000, 4),
+        )
+        .await;
+    let answer = app
+        .client
+        .post(format!(
+            "{}/api/v1/documents/{withdrawn}/withdraw",
+            app.address
+        ))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"reason": "Adressé par erreur"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+
+    let browser = Browser::logged_in_as(&app, "marie.dupont").await;
+    let vault = browser.vault().await;
+    assert!(vault.contains("Carte d&#x27;électeur") || vault.contains("Carte d'électeur"));
+    assert!(vault.contains(&format!("/vault/documents/{kept}")));
+    assert!(!vault.contains("homonyme"), "{vault}");
+    assert!(!vault.contains(&format!("/vault/documents/{withdrawn}")));
+    assert!(vault.contains("Document retiré par la commune"));
+    assert!(vault.contains("Adressé par erreur"));
+    let download = browser.get(&format!("/vault/documents/{withdrawn}")).await;
+    assert_eq!(download.status(), StatusCode::NOT_FOUND);
+}

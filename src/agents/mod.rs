@@ -1,6 +1,7 @@
 //! Municipal staff: their accounts, roles and API tokens. Tokens are shown once and
 //! stored only as a SHA-256 hash (they are 256-bit random, so a plain hash suffices).
 
+pub mod org_chart;
 mod token;
 
 use diesel::prelude::*;
@@ -37,7 +38,7 @@ impl Role {
         }
     }
 
-    fn from_stored(text: &str) -> Option<Self> {
+    pub(crate) fn from_stored(text: &str) -> Option<Self> {
         match text {
             "admin" => Some(Self::Admin),
             "agent" => Some(Self::Agent),
@@ -79,12 +80,11 @@ pub struct Agent {
     pub tenant_id: String,
     pub email: String,
     pub role: Role,
-    pub department_id: Option<String>,
 }
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = agents)]
-struct AgentRow {
+pub(crate) struct AgentRow {
     id: String,
     tenant_id: String,
     email: String,
@@ -108,7 +108,6 @@ impl TryFrom<AgentRow> for Agent {
             tenant_id: row.tenant_id,
             email: row.email,
             role,
-            department_id: row.department_id,
         })
     }
 }
@@ -149,13 +148,16 @@ pub fn create_agent(
         tenant_id: tenant.id.clone(),
         email: email.as_str().to_owned(),
         role: role.as_str().to_owned(),
-        department_id: department.map(|d| d.id.clone()),
+        department_id: None,
         created_at: crate::now(),
         disabled_at: None,
     };
     diesel::insert_into(agents::table)
         .values(&row)
         .execute(conn)?;
+    if let Some(department) = department {
+        org_chart::add_to_department(conn, &row.id, &department.id)?;
+    }
     audit::record(
         conn,
         AuditEvent::new(actor, "agent.created")

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::ApiAgent;
+use crate::agents::org_chart::AgentScope;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::vault::metadata::{MAX_METADATA_BYTES, safe_content_type, safe_file_name};
@@ -135,7 +136,7 @@ pub async fn deliver_document(
     responses(
         (status = 200, body = DocumentStatus),
         (status = 401, body = ErrorBody),
-        (status = 404, description = "No such document in this tenant", body = ErrorBody),
+        (status = 404, description = "No such document within the agent's reach", body = ErrorBody),
     ),
     security(("api_token" = []))
 )]
@@ -145,10 +146,56 @@ pub async fn document_status(
     path: web::Path<String>,
 ) -> Result<web::Json<DocumentStatus>, ApiError> {
     let id = DocumentId::parse(&path).ok_or_else(ApiError::not_found)?;
-    let tenant_id = agent.tenant_id.clone();
     let status = state
         .db
-        .read(move |conn| vault::document_status(conn, &tenant_id, &id))
+        .read(move |conn| -> Result<_, crate::db::DbError> {
+            let scope = AgentScope::load(conn, &agent)?;
+            vault::deliveries::delivery_status(conn, &scope, &id)
+        })
+        .await?;
+    status.map(web::Json).ok_or_else(ApiError::not_found)
+}
+
+/// Why a document is withdrawn.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawalBody {
+    /// Shown to the citizen: 1 to 500 characters.
+    pub reason: String,
+}
+
+/// Withdraw a document: the citizen sees that it was withdrawn and why, and it can no
+/// longer be opened.
+#[utoipa::path(
+    post,
+    path = "/api/v1/documents/{id}/withdraw",
+    params(("id" = String, Path, description = "Document id")),
+    request_body = WithdrawalBody,
+    responses(
+        (status = 200, body = DocumentStatus),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Role may not withdraw", body = ErrorBody),
+        (status = 404, description = "No such document within the agent's reach", body = ErrorBody),
+        (status = 409, description = "Already withdrawn", body = ErrorBody),
+        (status = 422, description = "Missing or overlong reason", body = ErrorBody),
+    ),
+    security(("api_token" = []))
+)]
+pub async fn withdraw_document(
+    state: web::Data<AppState>,
+    ApiAgent(agent): ApiAgent,
+    path: web::Path<String>,
+    body: web::Json<WithdrawalBody>,
+) -> Result<web::Json<DocumentStatus>, ApiError> {
+    let id = DocumentId::parse(&path).ok_or_else(ApiError::not_found)?;
+    let reason = vault::deliveries::WithdrawalReason::parse(&body.reason)?;
+    vault::deliveries::withdraw(&state, &agent, id.clone(), reason).await?;
+    let status = state
+        .db
+        .read(move |conn| -> Result<_, crate::db::DbError> {
+            let scope = AgentScope::load(conn, &agent)?;
+            vault::deliveries::delivery_status(conn, &scope, &id)
+        })
         .await?;
     status.map(web::Json).ok_or_else(ApiError::not_found)
 }

@@ -16,7 +16,11 @@ pub use auth::ApiAgent;
         title = "e-guichet API",
         description = "Deliver documents into citizens' encrypted vaults and follow them."
     ),
-    paths(documents::deliver_document, documents::document_status),
+    paths(
+        documents::deliver_document,
+        documents::document_status,
+        documents::withdraw_document
+    ),
     components(schemas(
         crate::error::ErrorBody,
         crate::vault::DocumentStatus,
@@ -27,6 +31,7 @@ pub use auth::ApiAgent;
         crate::citizens::PivotInput,
         documents::DeliveryForm,
         documents::DeliveredBody,
+        documents::WithdrawalBody,
     )),
     modifiers(&BearerToken),
 )]
@@ -49,9 +54,18 @@ impl utoipa::Modify for BearerToken {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
+            .app_data(web::JsonConfig::default().limit(16 * 1024).error_handler(
+                |error, _request| {
+                    crate::error::ApiError::bad_request("invalid_json", error.to_string()).into()
+                },
+            ))
             .route("/openapi.json", web::get().to(openapi_json))
             .route("/documents", web::post().to(documents::deliver_document))
             .route("/documents/{id}", web::get().to(documents::document_status))
+            .route(
+                "/documents/{id}/withdraw",
+                web::post().to(documents::withdraw_document),
+            )
             .default_service(web::to(unknown_route)),
     );
 }

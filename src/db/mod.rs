@@ -19,6 +19,9 @@ pub use migrations::{revert_all_migrations, run_migrations};
 /// A pooled connection.
 pub type Conn = AnyConnection;
 
+/// The SQL dialect of `Conn`, for boxed queries that run on either engine.
+pub type SqlDialect = <AnyConnection as diesel::Connection>::Backend;
+
 /// How long a request waits for a pooled connection before the database is
 /// reported unavailable (instead of the pool's default 30 s).
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -17,6 +17,14 @@ diesel::table! {
         slug -> Text,
         name -> Text,
         created_at -> Timestamp,
+        archived_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    agent_departments (agent_id, department_id) {
+        agent_id -> Text,
+        department_id -> Text,
     }
 }
 
@@ -124,6 +132,8 @@ diesel::table! {
         first_opened_at -> Nullable<Timestamp>,
         withdrawn_at -> Nullable<Timestamp>,
         expires_at -> Nullable<Timestamp>,
+        withdrawn_by -> Nullable<Text>,
+        withdrawal_reason -> Nullable<Text>,
     }
 }
 
@@ -153,6 +163,8 @@ diesel::table! {
 diesel::joinable!(departments -> tenants (tenant_id));
 diesel::joinable!(agents -> tenants (tenant_id));
 diesel::joinable!(api_tokens -> agents (agent_id));
+diesel::joinable!(agent_departments -> agents (agent_id));
+diesel::joinable!(agent_departments -> departments (department_id));
 diesel::joinable!(documents -> citizens (citizen_id));
 diesel::joinable!(documents -> tenants (tenant_id));
 diesel::joinable!(citizen_logins -> citizens (citizen_id));
@@ -160,6 +172,7 @@ diesel::joinable!(citizen_logins -> citizens (citizen_id));
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
     departments,
+    agent_departments,
     agents,
     api_tokens,
     key_material,

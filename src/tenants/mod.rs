@@ -60,6 +60,14 @@ pub struct Department {
     pub slug: String,
     pub name: String,
     pub created_at: chrono::NaiveDateTime,
+    /// An archived department receives no new documents; its history stays.
+    pub archived_at: Option<chrono::NaiveDateTime>,
+}
+
+impl Department {
+    pub fn is_archived(&self) -> bool {
+        self.archived_at.is_some()
+    }
 }
 
 /// Errors of tenant and department management.
@@ -69,6 +77,10 @@ pub enum TenantError {
     UnknownTenant(String),
     #[error("department {0:?} already exists in this tenant")]
     DuplicateDepartment(String),
+    #[error("no such department in this tenant")]
+    UnknownDepartment,
+    #[error("a department name is 1 to 100 characters")]
+    InvalidDepartmentName,
     #[error(transparent)]
     Database(#[from] DbError),
 }
@@ -112,6 +124,15 @@ pub fn find_tenant(conn: &mut Conn, slug: &str) -> Result<Option<Tenant>, DbErro
         .optional()?)
 }
 
+/// The tenant with this id, if any.
+pub fn find_tenant_by_id(conn: &mut Conn, id: &str) -> Result<Option<Tenant>, DbError> {
+    Ok(tenants::table
+        .find(id)
+        .select(Tenant::as_select())
+        .first(conn)
+        .optional()?)
+}
+
 /// The tenant with this slug, or an error naming it.
 pub fn require_tenant(conn: &mut Conn, slug: &str) -> Result<Tenant, TenantError> {
     find_tenant(conn, slug)?.ok_or_else(|| TenantError::UnknownTenant(slug.to_owned()))
@@ -132,8 +153,9 @@ pub fn create_department(
         id: crate::new_id(),
         tenant_id: tenant.id.clone(),
         slug: slug.as_str().to_owned(),
-        name: name.to_owned(),
+        name: department_name(name)?,
         created_at: crate::now(),
+        archived_at: None,
     };
     diesel::insert_into(departments::table)
         .values(&department)
@@ -159,6 +181,63 @@ pub fn find_department(
         .select(Department::as_select())
         .first(conn)
         .optional()?)
+}
+
+/// A department's display name, trimmed: 1 to 100 characters.
+fn department_name(name: &str) -> Result<String, TenantError> {
+    let name = name.trim();
+    if (1..=100).contains(&name.chars().count()) {
+        Ok(name.to_owned())
+    } else {
+        Err(TenantError::InvalidDepartmentName)
+    }
+}
+
+/// A tenant's departments, in name order, archived ones included.
+pub fn list_departments(conn: &mut Conn, tenant_id: &str) -> Result<Vec<Department>, DbError> {
+    Ok(departments::table
+        .filter(departments::tenant_id.eq(tenant_id))
+        .order(departments::name.asc())
+        .select(Department::as_select())
+        .load(conn)?)
+}
+
+/// Renames a department, and archives or restores it.
+pub fn update_department(
+    conn: &mut Conn,
+    tenant_id: &str,
+    department_id: &str,
+    name: &str,
+    archived: bool,
+    actor: Actor,
+) -> Result<(), TenantError> {
+    let name = department_name(name)?;
+    let current: Option<Option<chrono::NaiveDateTime>> = departments::table
+        .filter(departments::tenant_id.eq(tenant_id))
+        .filter(departments::id.eq(department_id))
+        .select(departments::archived_at)
+        .first(conn)
+        .optional()?;
+    let current = current.ok_or(TenantError::UnknownDepartment)?;
+    let archived_at = match (current, archived) {
+        (Some(since), true) => Some(since),
+        (None, true) => Some(crate::now()),
+        (_, false) => None,
+    };
+    diesel::update(departments::table.find(department_id))
+        .set((
+            departments::name.eq(&name),
+            departments::archived_at.eq(archived_at),
+        ))
+        .execute(conn)?;
+    audit::record(
+        conn,
+        AuditEvent::new(actor, "department.updated")
+            .tenant(tenant_id)
+            .subject("department", department_id)
+            .details(serde_json::json!({ "archived": archived })),
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

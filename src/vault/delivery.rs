@@ -13,13 +13,14 @@ use sha2::{Digest, Sha256};
 use super::metadata::{Contact, DeliveryMetadata, Recipient};
 use super::{DocumentError, DocumentId};
 use crate::agents::Agent;
+use crate::agents::org_chart::AgentScope;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::citizens::{self, CitizenKey, RecipientIndex};
 use crate::crypto::{EncryptionWorker, HashDomain, seal};
 use crate::db::schema::documents;
 use crate::state::AppState;
 use crate::storage::{BlobDigest, BlobKey, PendingBlob};
-use crate::tenants;
+use crate::tenants::{self, Slug};
 
 /// A client-chosen key that makes a retried delivery safe.
 #[derive(Debug, Clone)]
@@ -152,17 +153,7 @@ pub async fn begin_delivery(
         })));
     }
 
-    let department_id = match &metadata.department {
-        None => None,
-        Some(slug) => {
-            let (tenant_id, slug) = (agent.tenant_id.clone(), slug.as_str().to_owned());
-            let department = state
-                .db
-                .read(move |conn| tenants::find_department(conn, &tenant_id, &slug))
-                .await?;
-            Some(department.ok_or(DocumentError::UnknownDepartment)?.id)
-        }
-    };
+    let department_id = resolve_department(state, agent, metadata.department.as_ref()).await?;
     let (citizen, addressed_to) = resolve_recipient(state, &metadata.recipient).await?;
 
     let sealed_metadata = seal(
@@ -195,6 +186,39 @@ pub async fn begin_delivery(
         plaintext_size: 0,
         idempotency,
     })))
+}
+
+/// The department a delivery goes to: the one named, if the agent works for it and it
+/// is not archived; otherwise the agent's only department, or none for admins and
+/// agents of a commune without an org chart.
+async fn resolve_department(
+    state: &AppState,
+    agent: &Agent,
+    slug: Option<&Slug>,
+) -> Result<Option<String>, DocumentError> {
+    let (agent, slug) = (agent.clone(), slug.map(|slug| slug.as_str().to_owned()));
+    state
+        .db
+        .read(move |conn| -> Result<Option<String>, DocumentError> {
+            let scope = AgentScope::load(conn, &agent)?;
+            let Some(slug) = slug else {
+                return match scope.implied_department() {
+                    Some(id) => Ok(Some(id.to_owned())),
+                    None if scope.may_deliver_without_department() => Ok(None),
+                    None => Err(DocumentError::DepartmentRequired),
+                };
+            };
+            let department = tenants::find_department(conn, &agent.tenant_id, &slug)?
+                .ok_or(DocumentError::UnknownDepartment)?;
+            if !scope.covers_department(&department.id) {
+                return Err(DocumentError::DepartmentNotAllowed);
+            }
+            if department.is_archived() {
+                return Err(DocumentError::ArchivedDepartment);
+            }
+            Ok(Some(department.id))
+        })
+        .await
 }
 
 /// Finds or creates the citizen the agent named; returns them and how they were named.

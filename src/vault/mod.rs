@@ -1,13 +1,13 @@
 //! Citizens' vaults: delivering encrypted documents into them, reading their status,
 //! opening them again, and sweeping payloads that no document points to.
 
+pub mod deliveries;
 pub mod delivery;
 pub mod metadata;
 pub mod pages;
 mod reading;
 mod sweep;
 
-use diesel::prelude::*;
 use serde::Serialize;
 
 pub use delivery::{
@@ -19,8 +19,7 @@ pub use sweep::{ORPHAN_GRACE, sweep_orphan_payloads};
 
 use crate::citizens::CitizenError;
 use crate::crypto::SealError;
-use crate::db::schema::{departments, documents};
-use crate::db::{Conn, DbError};
+use crate::db::DbError;
 use crate::storage::StorageError;
 
 /// A document's identifier.
@@ -59,6 +58,8 @@ pub struct DocumentStatus {
     pub notified_at: Option<chrono::NaiveDateTime>,
     pub first_opened_at: Option<chrono::NaiveDateTime>,
     pub withdrawn_at: Option<chrono::NaiveDateTime>,
+    /// Why it was withdrawn, as the agent wrote it (the citizen sees it too).
+    pub withdrawal_reason: Option<String>,
 }
 
 /// Errors of the vault, each with a meaning the web edge can tell the client.
@@ -74,6 +75,16 @@ pub enum DocumentError {
     UnknownRecipient,
     #[error("no such department in this tenant")]
     UnknownDepartment,
+    #[error("this department is archived and receives no new documents")]
+    ArchivedDepartment,
+    #[error("you do not deliver for this department")]
+    DepartmentNotAllowed,
+    #[error("name the department this document is delivered for")]
+    DepartmentRequired,
+    #[error("this document is already withdrawn")]
+    AlreadyWithdrawn,
+    #[error("give a reason for the withdrawal (1 to 500 characters)")]
+    WithdrawalReason,
     #[error("the document is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("the document is empty")]
@@ -111,72 +122,4 @@ impl From<std::io::Error> for DocumentError {
     fn from(error: std::io::Error) -> Self {
         Self::Crypto(SealError::Encrypt(error.to_string()))
     }
-}
-
-type StatusRow = (
-    String,
-    String,
-    Option<String>,
-    i64,
-    chrono::NaiveDateTime,
-    Option<chrono::NaiveDateTime>,
-    Option<chrono::NaiveDateTime>,
-    Option<chrono::NaiveDateTime>,
-);
-
-/// The status of a document delivered by `tenant_id`, if it exists there.
-pub fn document_status(
-    conn: &mut Conn,
-    tenant_id: &str,
-    id: &DocumentId,
-) -> Result<Option<DocumentStatus>, DbError> {
-    let row: Option<StatusRow> = documents::table
-        .left_join(departments::table.on(documents::department_id.eq(departments::id.nullable())))
-        .filter(documents::id.eq(&id.0))
-        .filter(documents::tenant_id.eq(tenant_id))
-        .select((
-            documents::id,
-            documents::category,
-            departments::slug.nullable(),
-            documents::plaintext_size,
-            documents::created_at,
-            documents::notified_at,
-            documents::first_opened_at,
-            documents::withdrawn_at,
-        ))
-        .first(conn)
-        .optional()?;
-    Ok(row.map(
-        |(
-            id,
-            category,
-            department,
-            size,
-            created_at,
-            notified_at,
-            first_opened_at,
-            withdrawn_at,
-        )| {
-            let state = if withdrawn_at.is_some() {
-                DocumentState::Withdrawn
-            } else if first_opened_at.is_some() {
-                DocumentState::Opened
-            } else if notified_at.is_some() {
-                DocumentState::Notified
-            } else {
-                DocumentState::Stored
-            };
-            DocumentStatus {
-                id,
-                state,
-                category,
-                department,
-                size,
-                created_at,
-                notified_at,
-                first_opened_at,
-                withdrawn_at,
-            }
-        },
-    ))
 }

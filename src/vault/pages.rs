@@ -35,6 +35,15 @@ struct DocumentLine {
     date_iso: String,
     size: String,
     is_new: bool,
+    /// Set when the commune withdrew the document: its title is gone, only this stays.
+    withdrawn: Option<Withdrawal>,
+}
+
+#[derive(Serialize)]
+struct Withdrawal {
+    date: String,
+    date_iso: String,
+    reason: String,
 }
 
 type ListRow = (
@@ -46,6 +55,8 @@ type ListRow = (
     chrono::NaiveDateTime,
     Option<chrono::NaiveDateTime>,
     Vec<u8>,
+    Option<chrono::NaiveDateTime>,
+    Option<String>,
 );
 
 async fn vault_list(
@@ -64,7 +75,6 @@ async fn vault_list(
                     departments::table.on(documents::department_id.eq(departments::id.nullable())),
                 )
                 .filter(documents::citizen_id.eq(&citizen_id))
-                .filter(documents::withdrawn_at.is_null())
                 .order(documents::created_at.desc())
                 .select((
                     documents::id,
@@ -75,6 +85,8 @@ async fn vault_list(
                     documents::created_at,
                     documents::first_opened_at,
                     documents::sealed_metadata,
+                    documents::withdrawn_at,
+                    documents::withdrawal_reason,
                 ))
                 .load(conn)?;
             if rows.is_empty() {
@@ -84,27 +96,52 @@ async fn vault_list(
                 .map_err(|error| PageError::internal(lang, error))?
                 .ok_or_else(|| PageError::session_expired(lang))?;
             rows.into_iter()
-                .map(
-                    |(id, sender, department, category, size, created_at, opened, sealed)| {
-                        let metadata: SealedMetadata = serde_json::from_slice(
-                            &unseal(&identity, &sealed)
+                .map(|row| {
+                    let (
+                        id,
+                        sender,
+                        department,
+                        category,
+                        size,
+                        created_at,
+                        opened,
+                        sealed,
+                        withdrawn_at,
+                        reason,
+                    ) = row;
+                    let withdrawn = withdrawn_at.map(|at| Withdrawal {
+                        date: format_date(lang, at),
+                        date_iso: at.and_utc().to_rfc3339(),
+                        reason: reason.unwrap_or_default(),
+                    });
+                    // A withdrawn document's title and file name were erased.
+                    let metadata = if withdrawn.is_some() {
+                        None
+                    } else {
+                        let plain = unseal(&identity, &sealed)
+                            .map_err(|error| PageError::internal(lang, error))?;
+                        Some(
+                            serde_json::from_slice::<SealedMetadata>(&plain)
                                 .map_err(|error| PageError::internal(lang, error))?,
                         )
-                        .map_err(|error| PageError::internal(lang, error))?;
-                        Ok(DocumentLine {
-                            id,
-                            title: metadata.title,
-                            file_name: metadata.file_name,
-                            sender,
-                            department,
-                            category,
-                            date: format_date(lang, created_at),
-                            date_iso: created_at.and_utc().to_rfc3339(),
-                            size: format_size(lang, size),
-                            is_new: opened.is_none(),
-                        })
-                    },
-                )
+                    };
+                    let (title, file_name) = metadata
+                        .map(|metadata| (metadata.title, metadata.file_name))
+                        .unwrap_or_default();
+                    Ok(DocumentLine {
+                        id,
+                        title,
+                        file_name,
+                        sender,
+                        department,
+                        category,
+                        date: format_date(lang, created_at),
+                        date_iso: created_at.and_utc().to_rfc3339(),
+                        size: format_size(lang, size),
+                        is_new: opened.is_none() && withdrawn.is_none(),
+                        withdrawn,
+                    })
+                })
                 .collect()
         })
         .await?;

@@ -216,6 +216,28 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Creates an agent of the default tenant who works for `departments` (existing
+    /// slugs) and returns a fresh API token.
+    pub async fn agent_token_for(&self, email: &str, role: Role, departments: &[&str]) -> String {
+        let token = self.agent_token(email, role).await;
+        let email = AgentEmail::parse(email).unwrap();
+        let slugs: Vec<String> = departments.iter().map(|slug| (*slug).to_owned()).collect();
+        let tenant = self.state.default_tenant.clone();
+        self.state
+            .db
+            .write(move |conn| -> anyhow::Result<()> {
+                let agent = agents::find_agent(conn, &tenant.id, &email)?.unwrap();
+                for slug in slugs {
+                    let department = tenants::find_department(conn, &tenant.id, &slug)?.unwrap();
+                    agents::org_chart::add_to_department(conn, &agent.id, &department.id)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        token
+    }
+
     /// Adds a department to the default tenant.
     pub async fn department(&self, slug: &str) {
         let tenant = self.state.default_tenant.clone();
