@@ -112,6 +112,15 @@ pub fn find_tenant(conn: &mut Conn, slug: &str) -> Result<Option<Tenant>, DbErro
         .optional()?)
 }
 
+/// The tenant with this id, if any.
+pub fn tenant_by_id(conn: &mut Conn, id: &str) -> Result<Option<Tenant>, DbError> {
+    Ok(tenants::table
+        .find(id)
+        .select(Tenant::as_select())
+        .first(conn)
+        .optional()?)
+}
+
 /// The tenant with this slug, or an error naming it.
 pub fn require_tenant(conn: &mut Conn, slug: &str) -> Result<Tenant, TenantError> {
     find_tenant(conn, slug)?.ok_or_else(|| TenantError::UnknownTenant(slug.to_owned()))
