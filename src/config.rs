@@ -56,6 +56,9 @@ pub struct SessionConfig {
     /// And in any case this many hours after login (default 12).
     #[serde(default = "default_absolute_hours")]
     pub absolute_hours: u32,
+    /// An agent's session ends after this many minutes without a request (default 30).
+    #[serde(default = "default_agent_idle_minutes")]
+    pub agent_idle_minutes: u32,
 }
 
 impl Default for SessionConfig {
@@ -63,8 +66,13 @@ impl Default for SessionConfig {
         Self {
             idle_minutes: default_idle_minutes(),
             absolute_hours: default_absolute_hours(),
+            agent_idle_minutes: default_agent_idle_minutes(),
         }
     }
+}
+
+fn default_agent_idle_minutes() -> u32 {
+    30
 }
 
 fn default_idle_minutes() -> u32 {
@@ -252,6 +260,19 @@ pub struct DefaultTenantConfig {
     pub slug: String,
     #[serde(default = "default_tenant_name")]
     pub name: String,
+    /// Whether agents logging in through a provider must have used a second factor
+    /// (its `amr` claim); local accounts always use one.
+    #[serde(default)]
+    pub agent_second_factor: SecondFactorPolicy,
+}
+
+/// Whether a second factor is demanded of agents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecondFactorPolicy {
+    #[default]
+    Required,
+    Optional,
 }
 
 impl Default for DefaultTenantConfig {
@@ -259,6 +280,7 @@ impl Default for DefaultTenantConfig {
         Self {
             slug: default_tenant_slug(),
             name: default_tenant_name(),
+            agent_second_factor: SecondFactorPolicy::default(),
         }
     }
 }
@@ -353,9 +375,12 @@ impl Config {
         {
             return invalid("public_url must be an http:// or https:// address");
         }
-        if self.session.idle_minutes == 0 || self.session.absolute_hours == 0 {
+        if self.session.idle_minutes == 0
+            || self.session.absolute_hours == 0
+            || self.session.agent_idle_minutes == 0
+        {
             return invalid(
-                "session.idle_minutes and session.absolute_hours must be greater than 0",
+                "session.idle_minutes, session.agent_idle_minutes and session.absolute_hours must be greater than 0",
             );
         }
         let mut seen = std::collections::HashSet::new();

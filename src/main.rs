@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use eguichet::agents::credentials::{self, NewPassword};
 use eguichet::agents::{self, AgentEmail, Role};
 use eguichet::audit::{self, Actor, ChainCheck};
 use eguichet::config::Config;
@@ -59,6 +60,23 @@ enum AgentCommand {
     },
     /// Print a new API token for an agent (shown once, stored hashed).
     Token {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Set an agent's password, read from standard input (never from the command
+    /// line, which other users of the machine can see); lifts a lock-out.
+    Password {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Remove an agent's second factor and recovery codes (lost phone): they enrol
+    /// again at their next login. Their sessions end.
+    #[command(name = "reset-2fa")]
+    ResetSecondFactor {
         #[arg(long)]
         email: String,
         #[arg(long)]
@@ -213,7 +231,52 @@ fn run_agent(state: AppState, command: AgentCommand) -> anyhow::Result<()> {
             println!("{}", token.reveal());
             Ok(())
         }
+        AgentCommand::Password { email, tenant } => {
+            let agent = existing_agent(&state, &email, tenant)?;
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!(
+                    "new password ({}-{} characters), then Enter:",
+                    credentials::PASSWORD_MIN_CHARS,
+                    credentials::PASSWORD_MAX_CHARS
+                );
+            }
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = NewPassword::parse(line.trim_end_matches(['\r', '\n']))?;
+            drop(line);
+            let hash = password.hash()?;
+            state.db.write_blocking(|conn| {
+                credentials::set_password_hash(conn, &agent, &hash, Actor::Operator)
+            })?;
+            eprintln!(
+                "password set for {}; they enrol a second factor at their first login",
+                agent.email
+            );
+            Ok(())
+        }
+        AgentCommand::ResetSecondFactor { email, tenant } => {
+            let agent = existing_agent(&state, &email, tenant)?;
+            state.db.write_blocking(|conn| {
+                credentials::reset_second_factor(conn, &agent, Actor::Operator)
+            })?;
+            eprintln!(
+                "second factor removed for {}; they enrol again at their next login",
+                agent.email
+            );
+            Ok(())
+        }
     }
+}
+
+fn existing_agent(
+    state: &AppState,
+    email: &str,
+    tenant: Option<String>,
+) -> anyhow::Result<agents::Agent> {
+    let email = AgentEmail::parse(email)?;
+    let tenant = tenant_or_default(state, tenant)?;
+    let mut conn = state.db.get_blocking()?;
+    Ok(agents::find_agent(&mut conn, &tenant.id, &email)?.ok_or(agents::AgentError::Unknown)?)
 }
 
 fn tenant_or_default(state: &AppState, slug: Option<String>) -> anyhow::Result<tenants::Tenant> {

@@ -357,7 +357,12 @@ fn example_configuration_is_valid_and_complete() {
         Some("eguichet-documents")
     );
     assert!(config.keys.master_key_file.is_some());
-    assert_eq!(config.oidc.providers.len(), 1);
+    assert_eq!(config.oidc.providers.len(), 2);
+    assert_eq!(
+        config.oidc.providers[1].audience,
+        eguichet::config::Audience::Agent
+    );
+    assert_eq!(config.session.agent_idle_minutes, 30);
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 //! stored only as a SHA-256 hash (they are 256-bit random, so a plain hash suffices).
 
 pub mod org_chart;
+pub mod credentials;
+pub mod login;
 mod token;
 
 use diesel::prelude::*;
@@ -183,6 +185,34 @@ pub fn find_agent(
         .optional()?
         .map(Agent::try_from)
         .transpose()
+}
+
+/// The active (not disabled) agent with this id.
+pub fn active_agent(conn: &mut Conn, agent_id: &str) -> Result<Option<Agent>, DbError> {
+    agents::table
+        .find(agent_id)
+        .filter(agents::disabled_at.is_null())
+        .select(AgentRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Agent::try_from)
+        .transpose()
+}
+
+/// Every active agent with this work email, whatever their tenant.
+pub fn active_agents_with_email(
+    conn: &mut Conn,
+    email: &AgentEmail,
+) -> Result<Vec<Agent>, DbError> {
+    agents::table
+        .filter(agents::email.eq(email.as_str()))
+        .filter(agents::disabled_at.is_null())
+        .select(AgentRow::as_select())
+        .limit(10)
+        .load(conn)?
+        .into_iter()
+        .map(Agent::try_from)
+        .collect()
 }
 
 /// Issues a new API token for an agent; the plain token is returned once.

@@ -7,6 +7,7 @@ pub mod http;
 pub mod jwks;
 pub mod relying_party;
 pub mod sessions;
+pub mod throttle;
 
 /// The id of the built-in demonstration provider, in URLs: `/login/demo`.
 pub const DEMO_PROVIDER_ID: &str = "demo";

@@ -56,6 +56,10 @@ pub struct VerifiedLogin {
     /// The raw ID token, kept for `id_token_hint` at logout.
     pub id_token: String,
     pub identity: AssertedIdentity,
+    /// How the person authenticated (RFC 8176 `amr`), as the ID token says.
+    pub amr: Vec<String>,
+    /// The `email` claim of userinfo: an agent's work email (never used for citizens).
+    pub email: Option<String>,
 }
 
 /// Where a login redirect goes, and what to remember until it returns.
@@ -98,11 +102,20 @@ impl IdentityProvider {
         base_url: &Url,
         http: reqwest::Client,
     ) -> Result<Self, String> {
+        // Agents come back to their own pages, so a citizen callback never opens an
+        // agent session and the other way round.
+        let (redirect, post_logout) = match config.audience {
+            Audience::Citizen => (format!("login/{}/callback", config.id), "logout/callback"),
+            Audience::Agent => (
+                format!("agent/login/oidc/{}/callback", config.id),
+                "agent/logout/callback",
+            ),
+        };
         let redirect = base_url
-            .join(&format!("login/{}/callback", config.id))
+            .join(&redirect)
             .map_err(|error| error.to_string())?;
         let post_logout = base_url
-            .join("logout/callback")
+            .join(post_logout)
             .map_err(|error| error.to_string())?;
         Ok(Self {
             config,
@@ -216,18 +229,28 @@ impl IdentityProvider {
         let id_token = response
             .id_token()
             .ok_or_else(|| LoginError::TokenRejected("no ID token".to_owned()))?;
-        let (issuer, subject, acr) = self.verify_id_token(discovered, id_token, nonce).await?;
-        if !acr_satisfies(self.config.acr_values.as_deref(), acr.as_deref()) {
+        let verified = self.verify_id_token(discovered, id_token, nonce).await?;
+        if !acr_satisfies(self.config.acr_values.as_deref(), verified.acr.as_deref()) {
             return Err(LoginError::InsufficientLevel);
         }
         let claims = self
-            .fetch_userinfo(discovered, response.access_token(), &subject)
+            .fetch_userinfo(discovered, response.access_token(), &verified.subject)
             .await?;
+        let identity = match self.config.audience {
+            Audience::Citizen => self.asserted_identity(&claims)?,
+            // Agents are matched on their work email, never on an identity.
+            Audience::Agent => AssertedIdentity::Unmatched,
+        };
         Ok(VerifiedLogin {
-            issuer,
-            subject,
+            issuer: verified.issuer,
+            subject: verified.subject,
             id_token: id_token.to_string(),
-            identity: self.asserted_identity(&claims)?,
+            identity,
+            amr: verified.amr,
+            email: claims
+                .get("email")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         })
     }
 
@@ -238,7 +261,7 @@ impl IdentityProvider {
         discovered: &Discovered,
         id_token: &CoreIdToken,
         nonce: &str,
-    ) -> Result<(String, String, Option<String>), LoginError> {
+    ) -> Result<IdTokenFacts, LoginError> {
         let nonce = Nonce::new(nonce.to_owned());
         let mut refreshed = false;
         loop {
@@ -257,11 +280,15 @@ impl IdentityProvider {
             ]);
             match id_token.claims(&verifier, &nonce) {
                 Ok(claims) => {
-                    return Ok((
-                        claims.issuer().to_string(),
-                        claims.subject().to_string(),
-                        claims.auth_context_ref().map(|acr| acr.to_string()),
-                    ));
+                    return Ok(IdTokenFacts {
+                        issuer: claims.issuer().to_string(),
+                        subject: claims.subject().to_string(),
+                        acr: claims.auth_context_ref().map(|acr| acr.to_string()),
+                        amr: claims
+                            .auth_method_refs()
+                            .map(|methods| methods.iter().map(|m| m.to_string()).collect())
+                            .unwrap_or_default(),
+                    });
                 }
                 Err(error) => {
                     let unknown_key = matches!(
@@ -410,6 +437,14 @@ impl IdentityProvider {
     }
 }
 
+/// What a verified ID token says.
+struct IdTokenFacts {
+    issuer: String,
+    subject: String,
+    acr: Option<String>,
+    amr: Vec<String>,
+}
+
 fn jws_error(error: JwsError) -> LoginError {
     match error {
         JwsError::Fetch(cause) => LoginError::ProviderUnavailable(cause),
@@ -470,6 +505,15 @@ impl Providers {
             .collect();
         citizens.sort_by_key(|provider| provider.config.kind != ProviderKind::Franceconnect);
         citizens
+    }
+
+    /// Providers for agents (ProConnect…), in configuration order.
+    pub fn for_agents(&self) -> Vec<Arc<IdentityProvider>> {
+        self.list
+            .iter()
+            .filter(|provider| provider.audience() == Audience::Agent)
+            .cloned()
+            .collect()
     }
 }
 

@@ -53,10 +53,19 @@ pub struct SessionPolicy {
 }
 
 impl SessionPolicy {
+    /// The citizens' policy.
     pub fn from_config(config: &crate::config::SessionConfig) -> Self {
         Self {
             idle: Duration::from_secs(u64::from(config.idle_minutes) * 60),
             absolute: Duration::from_secs(u64::from(config.absolute_hours) * 3600),
+        }
+    }
+
+    /// The agents' policy: their own idle time, the same absolute end.
+    pub fn for_agents(config: &crate::config::SessionConfig) -> Self {
+        Self {
+            idle: Duration::from_secs(u64::from(config.agent_idle_minutes) * 60),
+            ..Self::from_config(config)
         }
     }
 }
@@ -188,11 +197,29 @@ pub fn end_session(conn: &mut Conn, cookie_value: &str) -> Result<Option<EndedSe
     )
 }
 
+/// Ends every session of `kind` that `subject_id` holds (second factor reset, account
+/// disabled); returns how many ended.
+pub fn end_sessions_of(
+    conn: &mut Conn,
+    kind: SessionKind,
+    subject_id: &str,
+) -> Result<usize, DbError> {
+    Ok(diesel::delete(
+        sessions::table
+            .filter(sessions::kind.eq(kind.as_str()))
+            .filter(sessions::subject_id.eq(subject_id)),
+    )
+    .execute(conn)?)
+}
+
 /// What a login or logout redirect is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowPurpose {
     Login,
     Logout,
+    /// An agent logging in through a provider for agents (ProConnect).
+    AgentLogin,
+    AgentLogout,
 }
 
 impl FlowPurpose {
@@ -200,6 +227,8 @@ impl FlowPurpose {
         match self {
             Self::Login => "login",
             Self::Logout => "logout",
+            Self::AgentLogin => "agent_login",
+            Self::AgentLogout => "agent_logout",
         }
     }
 }

@@ -15,6 +15,8 @@ pub enum HashDomain {
     NationalRegisterNumber,
     /// The content of a delivery request, to recognise retries.
     DeliveryRequest,
+    /// An agent's recovery code (with the agent's id).
+    RecoveryCode,
 }
 
 impl HashDomain {
@@ -23,6 +25,7 @@ impl HashDomain {
             Self::PivotIdentity => b"eguichet/pivot-identity/v1",
             Self::NationalRegisterNumber => b"eguichet/nrn/v1",
             Self::DeliveryRequest => b"eguichet/delivery-request/v1",
+            Self::RecoveryCode => b"eguichet/recovery-code/v1",
         }
     }
 }

@@ -52,6 +52,37 @@ diesel::table! {
 }
 
 diesel::table! {
+    agent_credentials (agent_id) {
+        agent_id -> Text,
+        password_hash -> Nullable<Text>,
+        totp_sealed -> Nullable<Binary>,
+        totp_confirmed_at -> Nullable<Timestamp>,
+        totp_last_step -> Nullable<BigInt>,
+        failed_attempts -> Integer,
+        locked_until -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    agent_recovery_codes (agent_id, code_hash) {
+        agent_id -> Text,
+        code_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    agent_pending_logins (id_hash) {
+        id_hash -> Text,
+        agent_id -> Text,
+        attempts -> Integer,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     key_material (purpose) {
         purpose -> Text,
         wrapped -> Binary,
@@ -165,6 +196,9 @@ diesel::joinable!(agents -> tenants (tenant_id));
 diesel::joinable!(api_tokens -> agents (agent_id));
 diesel::joinable!(agent_departments -> agents (agent_id));
 diesel::joinable!(agent_departments -> departments (department_id));
+diesel::joinable!(agent_credentials -> agents (agent_id));
+diesel::joinable!(agent_recovery_codes -> agents (agent_id));
+diesel::joinable!(agent_pending_logins -> agents (agent_id));
 diesel::joinable!(documents -> citizens (citizen_id));
 diesel::joinable!(documents -> tenants (tenant_id));
 diesel::joinable!(citizen_logins -> citizens (citizen_id));
@@ -175,6 +209,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     agent_departments,
     agents,
     api_tokens,
+    agent_credentials,
+    agent_recovery_codes,
+    agent_pending_logins,
     key_material,
     citizens,
     citizen_logins,

@@ -125,7 +125,7 @@ pub fn find_tenant(conn: &mut Conn, slug: &str) -> Result<Option<Tenant>, DbErro
 }
 
 /// The tenant with this id, if any.
-pub fn find_tenant_by_id(conn: &mut Conn, id: &str) -> Result<Option<Tenant>, DbError> {
+pub fn tenant_by_id(conn: &mut Conn, id: &str) -> Result<Option<Tenant>, DbError> {
     Ok(tenants::table
         .find(id)
         .select(Tenant::as_select())

@@ -27,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The random value binding a redirect to this browser (reused while it lives).
-fn browser_value(request: &HttpRequest) -> String {
+pub(super) fn browser_value(request: &HttpRequest) -> String {
     request
         .cookie(BROWSER_COOKIE)
         .map(|cookie| cookie.value().to_owned())
@@ -37,7 +37,7 @@ fn browser_value(request: &HttpRequest) -> String {
 
 /// Consumes the redirect a provider sent the browser back from: its `state` must be
 /// one we issued, unused, unexpired, to this very browser. `None` when it is not.
-async fn consume_returning_flow(
+pub(super) async fn consume_returning_flow(
     request: &HttpRequest,
     state: &AppState,
     purpose: FlowPurpose,
@@ -57,7 +57,7 @@ async fn consume_returning_flow(
         .map_err(|error| PageError::internal(lang, error))
 }
 
-fn login_failed(lang: Lang, error: &LoginError) -> PageError {
+pub(super) fn login_failed(lang: Lang, error: &LoginError) -> PageError {
     let (status, body) = match error {
         LoginError::ProviderUnavailable(_) => (StatusCode::BAD_GATEWAY, "login-error-unavailable"),
         LoginError::ProviderRefused { .. } => (StatusCode::FORBIDDEN, "login-error-refused"),
@@ -102,11 +102,11 @@ async fn start_login(
 }
 
 #[derive(Deserialize)]
-struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
+pub(super) struct CallbackQuery {
+    pub(super) code: Option<String>,
+    pub(super) state: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) error_description: Option<String>,
 }
 
 async fn finish_login(
@@ -290,7 +290,7 @@ async fn provider_logout(
 }
 
 /// Records a redirect to a provider, to be matched when the browser comes back.
-async fn remember_flow(
+pub(super) async fn remember_flow(
     state: &AppState,
     purpose: FlowPurpose,
     flow_state: &str,
@@ -313,8 +313,8 @@ async fn remember_flow(
 }
 
 #[derive(Deserialize)]
-struct LogoutCallbackQuery {
-    state: Option<String>,
+pub(super) struct LogoutCallbackQuery {
+    pub(super) state: Option<String>,
 }
 
 /// The provider sends the browser back here; the `state` must be the one we sent.

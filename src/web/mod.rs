@@ -1,6 +1,8 @@
 //! The HTTP server: builds the actix application from an [`AppState`], binds (port 0
 //! in tests), and runs the background tasks that belong to a serving instance.
 
+pub mod agent_login;
+pub mod agent_session;
 mod health;
 mod login;
 mod middleware;
@@ -20,10 +22,16 @@ use url::Url;
 use crate::auth::demo_idp::{DemoClient, DemoIdentityProvider};
 use crate::auth::relying_party::{IdentityProvider, Providers};
 use crate::auth::sessions::SessionPolicy;
+use crate::auth::throttle::FailureThrottle;
 use crate::auth::{DEMO_PROVIDER_ID, http::provider_http_client, sessions};
 use crate::config::{Audience, Config, Mode, ProviderConfig, ProviderKind};
 use crate::state::{AppState, StartError};
 use session::AuthState;
+
+/// Failed agent logins one client address may make within the window (a kiosk or an
+/// office behind one address has many agents, hence more than one account's share).
+const LOGIN_FAILURES_PER_ADDRESS: usize = 30;
+const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(900);
 
 /// How often unreferenced payloads are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
@@ -73,6 +81,7 @@ impl Application {
                 .configure(crate::api::configure)
                 .configure(pages::configure)
                 .configure(login::configure)
+                .configure(agent_login::configure)
                 .configure(crate::vault::pages::configure)
                 .configure(move |cfg| {
                     if let Some(idp) = demo_idp {
@@ -162,6 +171,9 @@ fn build_auth(
     let auth = AuthState {
         providers: Providers::new(providers),
         policy: SessionPolicy::from_config(&config.session),
+        agent_policy: SessionPolicy::for_agents(&config.session),
+        agent_second_factor: config.tenant.agent_second_factor,
+        login_throttle: FailureThrottle::new(LOGIN_FAILURES_PER_ADDRESS, LOGIN_FAILURE_WINDOW),
         secure_cookies: !config.allows_plain_http_cookies(),
     };
     Ok((auth, demo_idp))

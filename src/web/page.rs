@@ -22,7 +22,7 @@ fluent_templates::static_loader! {
 
 const LANG_COOKIE: &str = "eg_lang";
 
-const TEMPLATES: [(&str, &str); 5] = [
+const TEMPLATES: [(&str, &str); 11] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("vault.html", include_str!("../../templates/vault.html")),
@@ -31,6 +31,30 @@ const TEMPLATES: [(&str, &str); 5] = [
         include_str!("../../templates/settings.html"),
     ),
     ("message.html", include_str!("../../templates/message.html")),
+    (
+        "agent_login.html",
+        include_str!("../../templates/agent_login.html"),
+    ),
+    (
+        "agent_code.html",
+        include_str!("../../templates/agent_code.html"),
+    ),
+    (
+        "agent_enrol.html",
+        include_str!("../../templates/agent_enrol.html"),
+    ),
+    (
+        "agent_recovery_codes.html",
+        include_str!("../../templates/agent_recovery_codes.html"),
+    ),
+    (
+        "agent_home.html",
+        include_str!("../../templates/agent_home.html"),
+    ),
+    (
+        "agent_account.html",
+        include_str!("../../templates/agent_account.html"),
+    ),
 ];
 
 static PAGES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
@@ -129,6 +153,7 @@ impl Page {
         let mut context = Context::new();
         context.insert("lang", self.lang.code());
         context.insert("signed_in", &false);
+        context.insert("agent_signed_in", &false);
         context
     }
 
@@ -227,6 +252,10 @@ pub struct PageError {
     pub heading: &'static str,
     pub body: &'static str,
     cause: Option<String>,
+    /// Answer with a redirect there instead of a page (e.g. to a login form).
+    redirect: Option<&'static str>,
+    /// Where the page's link leads (default: home, or "log in again" when expired).
+    next: Option<(&'static str, &'static str)>,
 }
 
 impl PageError {
@@ -237,7 +266,33 @@ impl PageError {
             heading,
             body,
             cause: None,
+            redirect: None,
+            next: None,
         }
+    }
+
+    /// Points the page's link at `href`, labelled by the locale key `label`.
+    pub fn with_next(mut self, href: &'static str, label: &'static str) -> Self {
+        self.next = Some((href, label));
+        self
+    }
+
+    /// Not logged in on a page one can simply reload: send the browser to `location`.
+    pub fn redirect(lang: Lang, location: &'static str) -> Self {
+        let mut error = Self::session_expired(lang);
+        error.status = StatusCode::SEE_OTHER;
+        error.redirect = Some(location);
+        error
+    }
+
+    /// Logged in, but this page is not for this role.
+    pub fn forbidden(lang: Lang) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            lang,
+            "forbidden-title",
+            "forbidden-message",
+        )
     }
 
     /// Not logged in, or the session ended.
@@ -293,6 +348,11 @@ impl ResponseError for PageError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let Some(location) = self.redirect {
+            return HttpResponse::SeeOther()
+                .insert_header((actix_web::http::header::LOCATION, location))
+                .finish();
+        }
         let cause = self.cause.as_deref().unwrap_or("");
         if self.status.is_server_error() {
             tracing::error!(
@@ -311,7 +371,9 @@ impl ResponseError for PageError {
             lang: self.lang,
             chosen: false,
         };
-        let next = if self.status == StatusCode::UNAUTHORIZED {
+        let next = if let Some(next) = self.next {
+            next
+        } else if self.status == StatusCode::UNAUTHORIZED {
             ("/", "login-again")
         } else {
             ("/", "back-home")

@@ -1,0 +1,537 @@
+//! Local agent accounts: argon2id password hashes, the TOTP second factor (its secret
+//! sealed to the master key, each time step accepted once), hashed recovery codes, and
+//! the failure counter that locks an account out for longer and longer.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::Agent;
+use crate::audit::{self, Actor, AuditEvent};
+use crate::crypto::{HashDomain, KeyedHasher, MasterKey, SealError};
+use crate::db::schema::{agent_credentials, agent_recovery_codes};
+use crate::db::{Conn, DbError};
+
+/// Shortest password accepted (the second factor is mandatory, so length is enough).
+pub const PASSWORD_MIN_CHARS: usize = 12;
+/// Longest password accepted: argon2 takes any length, but a bound stops abuse.
+pub const PASSWORD_MAX_CHARS: usize = 128;
+/// How many recovery codes an agent holds after enrolment.
+pub const RECOVERY_CODE_COUNT: usize = 10;
+/// Failures in a row before the account is locked.
+const LOCK_THRESHOLD: i32 = 5;
+/// The first lock; each further failure doubles it, up to [`LOCK_MAX`].
+const LOCK_BASE: Duration = Duration::from_secs(60);
+const LOCK_MAX: Duration = Duration::from_secs(3600);
+/// RFC 6238 time step.
+const TOTP_STEP_SECONDS: u64 = 30;
+/// The issuer shown in authenticator apps.
+const TOTP_ISSUER: &str = "e-guichet";
+
+/// Why a credential could not be set or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("the password must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters long")]
+    PasswordLength,
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+    #[error("second factor secret: {0}")]
+    Seal(#[from] SealError),
+    #[error("second factor: {0}")]
+    Totp(String),
+    #[error(transparent)]
+    Database(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for CredentialError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Database(error.into())
+    }
+}
+
+/// A password about to be set, checked for length.
+pub struct NewPassword(SecretString);
+
+impl NewPassword {
+    pub fn parse(text: &str) -> Result<Self, CredentialError> {
+        let length = text.chars().count();
+        if (PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&length) {
+            Ok(Self(SecretString::from(text.to_owned())))
+        } else {
+            Err(CredentialError::PasswordLength)
+        }
+    }
+
+    /// Hashes with argon2id (slow on purpose: call it on the blocking pool).
+    pub fn hash(&self) -> Result<String, CredentialError> {
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        hasher()
+            .hash_password(self.0.expose_secret().as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|error| CredentialError::Hashing(error.to_string()))
+    }
+}
+
+/// argon2id with OWASP's parameters: 19 MiB, two passes, one lane.
+fn hasher() -> Argon2<'static> {
+    let params = Params::new(19_456, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// A hash no password matches, checked when the email is unknown so that the answer
+/// takes as long as for a known one.
+static DUMMY_HASH: LazyLock<Option<String>> = LazyLock::new(|| {
+    let random = hex::encode(crate::crypto::random_bytes::<16>());
+    NewPassword(SecretString::from(random)).hash().ok()
+});
+
+/// Whether `password` matches the stored PHC string; with `None`, checks a dummy hash
+/// (same cost) and answers false. Slow on purpose: call it on the blocking pool.
+pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
+    let (phc, real) = match stored {
+        Some(phc) => (Some(phc), true),
+        None => (DUMMY_HASH.as_deref(), false),
+    };
+    let Some(parsed) = phc.and_then(|phc| PasswordHash::new(phc).ok()) else {
+        return false;
+    };
+    let matches = hasher()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    matches && real
+}
+
+/// A TOTP secret (160 bits, RFC 4226's recommended length).
+pub struct TotpSecret(Vec<u8>);
+
+impl Drop for TotpSecret {
+    fn drop(&mut self) {
+        use secrecy::zeroize::Zeroize;
+        self.0.zeroize();
+    }
+}
+
+impl TotpSecret {
+    pub fn generate() -> Self {
+        Self(crate::crypto::random_bytes::<20>().to_vec())
+    }
+
+    /// Seals the secret to the master key: it never rests in clear.
+    pub fn seal(&self, master: &MasterKey) -> Result<Vec<u8>, SealError> {
+        master.wrap(&self.0)
+    }
+
+    pub fn unseal(master: &MasterKey, sealed: &[u8]) -> Result<Self, SealError> {
+        master.unwrap(sealed).map(Self)
+    }
+
+    fn totp(&self, account: &str) -> Result<totp_rs::TOTP, CredentialError> {
+        // Authenticator apps only understand SHA-1, 6 digits, 30 s; ±1 step of skew.
+        totp_rs::TOTP::new(
+            totp_rs::Algorithm::SHA1,
+            6,
+            1,
+            TOTP_STEP_SECONDS,
+            self.0.clone(),
+            Some(TOTP_ISSUER.to_owned()),
+            account.replace(':', ""),
+        )
+        .map_err(|error| CredentialError::Totp(error.to_string()))
+    }
+
+    /// The base32 secret in groups of four, for typing by hand.
+    pub fn grouped(&self) -> String {
+        let encoded = match totp_rs::Secret::Raw(self.0.clone()).to_encoded() {
+            totp_rs::Secret::Encoded(text) => text,
+            totp_rs::Secret::Raw(_) => String::new(),
+        };
+        encoded
+            .as_bytes()
+            .chunks(4)
+            .map(|chunk| String::from_utf8_lossy(chunk).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The `otpauth://` URL an authenticator app scans.
+    pub fn otpauth_url(&self, account: &str) -> Result<String, CredentialError> {
+        Ok(self.totp(account)?.get_url())
+    }
+
+    /// The time step `code` is valid for at `unix_time` (±1 step), if any.
+    pub fn matching_step(&self, code: &TotpCode, unix_time: u64) -> Option<u64> {
+        let totp = self.totp("agent").ok()?;
+        let current = unix_time / TOTP_STEP_SECONDS;
+        (current.saturating_sub(1)..=current + 1).find(|step| {
+            let expected = totp.generate(step * TOTP_STEP_SECONDS);
+            crate::auth::sessions::secrets_match(&expected, &code.0)
+        })
+    }
+}
+
+/// Six digits, as typed (spaces ignored).
+pub struct TotpCode(String);
+
+impl TotpCode {
+    pub fn parse(text: &str) -> Option<Self> {
+        let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        (digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit())).then_some(Self(digits))
+    }
+}
+
+/// Letters and digits that cannot be confused with one another.
+const RECOVERY_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+const RECOVERY_CHARS: usize = 10;
+
+/// A one-time recovery code: ten characters (about 50 bits), shown as `xxxxx-xxxxx`.
+pub struct RecoveryCode(String);
+
+impl RecoveryCode {
+    fn generate() -> Self {
+        let mut rng = rand::rngs::OsRng;
+        Self(
+            (0..RECOVERY_CHARS)
+                .map(|_| char::from(RECOVERY_ALPHABET[rng.gen_range(0..RECOVERY_ALPHABET.len())]))
+                .collect(),
+        )
+    }
+
+    /// Parses a typed code (any case, dashes and spaces ignored).
+    pub fn parse(text: &str) -> Option<Self> {
+        let code: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect();
+        (code.len() == RECOVERY_CHARS && code.bytes().all(|b| RECOVERY_ALPHABET.contains(&b)))
+            .then_some(Self(code))
+    }
+
+    /// The code as shown to the agent.
+    pub fn display(&self) -> String {
+        format!("{}-{}", &self.0[..5], &self.0[5..])
+    }
+
+    fn keyed_hash(&self, hasher: &KeyedHasher, agent_id: &str) -> String {
+        hasher
+            .start(HashDomain::RecoveryCode)
+            .part(agent_id.as_bytes())
+            .part(self.0.as_bytes())
+            .finish()
+    }
+}
+
+/// What is stored about an agent's local credentials.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = agent_credentials)]
+pub struct Credentials {
+    pub agent_id: String,
+    pub password_hash: Option<String>,
+    pub totp_sealed: Option<Vec<u8>>,
+    pub totp_confirmed_at: Option<NaiveDateTime>,
+    pub totp_last_step: Option<i64>,
+    pub failed_attempts: i32,
+    pub locked_until: Option<NaiveDateTime>,
+    pub updated_at: NaiveDateTime,
+}
+
+impl Credentials {
+    /// Whether too many failures lock the account right now.
+    pub fn is_locked(&self, now: NaiveDateTime) -> bool {
+        self.locked_until.is_some_and(|until| until > now)
+    }
+
+    /// Whether the second factor is set up and confirmed.
+    pub fn has_second_factor(&self) -> bool {
+        self.totp_confirmed_at.is_some() && self.totp_sealed.is_some()
+    }
+}
+
+/// An agent's credentials, if any were ever set.
+pub fn credentials_of(conn: &mut Conn, agent_id: &str) -> Result<Option<Credentials>, DbError> {
+    Ok(agent_credentials::table
+        .find(agent_id)
+        .select(Credentials::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Makes sure the agent has a credentials row (a provider-only agent has none yet).
+fn ensure_row(conn: &mut Conn, agent_id: &str) -> Result<(), DbError> {
+    if credentials_of(conn, agent_id)?.is_none() {
+        diesel::insert_into(agent_credentials::table)
+            .values((
+                agent_credentials::agent_id.eq(agent_id),
+                agent_credentials::failed_attempts.eq(0),
+                agent_credentials::updated_at.eq(crate::now()),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Sets an agent's password (already hashed) and lifts any lock-out.
+pub fn set_password_hash(
+    conn: &mut Conn,
+    agent: &Agent,
+    password_hash: &str,
+    actor: Actor,
+) -> Result<(), DbError> {
+    ensure_row(conn, &agent.id)?;
+    diesel::update(agent_credentials::table.find(&agent.id))
+        .set((
+            agent_credentials::password_hash.eq(password_hash),
+            agent_credentials::failed_attempts.eq(0),
+            agent_credentials::locked_until.eq(None::<NaiveDateTime>),
+            agent_credentials::updated_at.eq(crate::now()),
+        ))
+        .execute(conn)?;
+    audit::record(
+        conn,
+        AuditEvent::new(actor, "agent.password_set")
+            .tenant(&agent.tenant_id)
+            .subject("agent", &agent.id),
+    )?;
+    Ok(())
+}
+
+/// Counts a failed password or code; starts (or lengthens) a lock-out past the
+/// threshold and records it. Returns the lock's end when one started.
+pub fn record_failure(conn: &mut Conn, agent: &Agent) -> Result<Option<NaiveDateTime>, DbError> {
+    let failures: Option<i32> = diesel::update(agent_credentials::table.find(&agent.id))
+        .set(agent_credentials::failed_attempts.eq(agent_credentials::failed_attempts + 1))
+        .returning(agent_credentials::failed_attempts)
+        .get_result(conn)
+        .optional()?;
+    let Some(failures) = failures.filter(|failures| *failures >= LOCK_THRESHOLD) else {
+        return Ok(None);
+    };
+    let doublings = u32::try_from(failures - LOCK_THRESHOLD)
+        .unwrap_or(u32::MAX)
+        .min(12);
+    let lock = LOCK_BASE.saturating_mul(1 << doublings).min(LOCK_MAX);
+    let until = crate::now() + TimeDelta::from_std(lock).unwrap_or(TimeDelta::hours(1));
+    diesel::update(agent_credentials::table.find(&agent.id))
+        .set(agent_credentials::locked_until.eq(until))
+        .execute(conn)?;
+    audit::record(
+        conn,
+        AuditEvent::new(Actor::System, "agent.locked_out")
+            .tenant(&agent.tenant_id)
+            .subject("agent", &agent.id)
+            .details(serde_json::json!({
+                "failures": failures,
+                "minutes": lock.as_secs() / 60,
+            })),
+    )?;
+    Ok(Some(until))
+}
+
+/// Clears the failure counter after a complete login.
+pub fn clear_failures(conn: &mut Conn, agent_id: &str) -> Result<(), DbError> {
+    diesel::update(agent_credentials::table.find(agent_id))
+        .set((
+            agent_credentials::failed_attempts.eq(0),
+            agent_credentials::locked_until.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The secret being enrolled: the one already generated if the agent has not
+/// confirmed it yet (so reloading the page does not change the QR code), else a new one.
+pub fn pending_totp_secret(
+    conn: &mut Conn,
+    master: &MasterKey,
+    agent_id: &str,
+) -> Result<Option<TotpSecret>, CredentialError> {
+    ensure_row(conn, agent_id)?;
+    let Some(credentials) = credentials_of(conn, agent_id)? else {
+        return Ok(None);
+    };
+    if credentials.totp_confirmed_at.is_some() {
+        return Ok(None);
+    }
+    if let Some(sealed) = &credentials.totp_sealed {
+        return Ok(Some(TotpSecret::unseal(master, sealed)?));
+    }
+    let secret = TotpSecret::generate();
+    diesel::update(
+        agent_credentials::table
+            .find(agent_id)
+            .filter(agent_credentials::totp_confirmed_at.is_null()),
+    )
+    .set((
+        agent_credentials::totp_sealed.eq(secret.seal(master)?),
+        agent_credentials::updated_at.eq(crate::now()),
+    ))
+    .execute(conn)?;
+    Ok(Some(secret))
+}
+
+/// Accepts `step` once: one conditional UPDATE, so a replayed code (or two requests
+/// racing with the same code) finds nothing to update. With `confirm`, also activates
+/// an enrolment still pending.
+pub fn accept_totp_step(
+    conn: &mut Conn,
+    agent_id: &str,
+    step: u64,
+    confirm: bool,
+) -> Result<bool, DbError> {
+    let step = i64::try_from(step).unwrap_or(i64::MAX);
+    let fresh = agent_credentials::totp_last_step
+        .is_null()
+        .or(agent_credentials::totp_last_step.lt(step));
+    let query = agent_credentials::table.find(agent_id).filter(fresh);
+    let updated = if confirm {
+        diesel::update(query.filter(agent_credentials::totp_confirmed_at.is_null()))
+            .set((
+                agent_credentials::totp_last_step.eq(step),
+                agent_credentials::totp_confirmed_at.eq(crate::now()),
+            ))
+            .execute(conn)?
+    } else {
+        diesel::update(query.filter(agent_credentials::totp_confirmed_at.is_not_null()))
+            .set(agent_credentials::totp_last_step.eq(step))
+            .execute(conn)?
+    };
+    Ok(updated == 1)
+}
+
+/// Replaces every recovery code of the agent with new ones, returned once.
+pub fn replace_recovery_codes(
+    conn: &mut Conn,
+    hasher: &KeyedHasher,
+    agent: &Agent,
+) -> Result<Vec<RecoveryCode>, DbError> {
+    diesel::delete(
+        agent_recovery_codes::table.filter(agent_recovery_codes::agent_id.eq(&agent.id)),
+    )
+    .execute(conn)?;
+    let now = crate::now();
+    let codes: Vec<RecoveryCode> = (0..RECOVERY_CODE_COUNT)
+        .map(|_| RecoveryCode::generate())
+        .collect();
+    for code in &codes {
+        diesel::insert_into(agent_recovery_codes::table)
+            .values((
+                agent_recovery_codes::agent_id.eq(&agent.id),
+                agent_recovery_codes::code_hash.eq(code.keyed_hash(hasher, &agent.id)),
+                agent_recovery_codes::created_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    audit::record(
+        conn,
+        AuditEvent::new(
+            Actor::Agent(agent.id.clone()),
+            "agent.recovery_codes_issued",
+        )
+        .tenant(&agent.tenant_id)
+        .subject("agent", &agent.id),
+    )?;
+    Ok(codes)
+}
+
+/// Consumes a recovery code with one DELETE: true when it existed (and now does not).
+pub fn consume_recovery_code(
+    conn: &mut Conn,
+    hasher: &KeyedHasher,
+    agent_id: &str,
+    code: &RecoveryCode,
+) -> Result<bool, DbError> {
+    let consumed: Option<String> = diesel::delete(
+        agent_recovery_codes::table
+            .filter(agent_recovery_codes::agent_id.eq(agent_id))
+            .filter(agent_recovery_codes::code_hash.eq(code.keyed_hash(hasher, agent_id))),
+    )
+    .returning(agent_recovery_codes::code_hash)
+    .get_result(conn)
+    .optional()?;
+    Ok(consumed.is_some())
+}
+
+/// How many unused recovery codes the agent has.
+pub fn remaining_recovery_codes(conn: &mut Conn, agent_id: &str) -> Result<i64, DbError> {
+    Ok(agent_recovery_codes::table
+        .filter(agent_recovery_codes::agent_id.eq(agent_id))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Removes the second factor and the recovery codes (a lost phone): the next login
+/// enrols again. The agent's sessions end.
+pub fn reset_second_factor(conn: &mut Conn, agent: &Agent, actor: Actor) -> Result<(), DbError> {
+    diesel::update(agent_credentials::table.find(&agent.id))
+        .set((
+            agent_credentials::totp_sealed.eq(None::<Vec<u8>>),
+            agent_credentials::totp_confirmed_at.eq(None::<NaiveDateTime>),
+            agent_credentials::totp_last_step.eq(None::<i64>),
+            agent_credentials::updated_at.eq(crate::now()),
+        ))
+        .execute(conn)?;
+    diesel::delete(
+        agent_recovery_codes::table.filter(agent_recovery_codes::agent_id.eq(&agent.id)),
+    )
+    .execute(conn)?;
+    crate::auth::sessions::end_sessions_of(
+        conn,
+        crate::auth::sessions::SessionKind::Agent,
+        &agent.id,
+    )?;
+    audit::record(
+        conn,
+        AuditEvent::new(actor, "agent.second_factor_reset")
+            .tenant(&agent.tenant_id)
+            .subject("agent", &agent.id),
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let password = NewPassword::parse("correct horse battery").unwrap();
+        let hash = password.hash().unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(verify_password("correct horse battery", Some(&hash)));
+        assert!(!verify_password("wrong horse battery", Some(&hash)));
+        assert!(!verify_password("correct horse battery", None));
+        assert!(NewPassword::parse("short").is_err());
+    }
+
+    #[test]
+    fn totp_codes_match_their_step_only() {
+        let secret = TotpSecret::generate();
+        let totp = secret.totp("a@b.example").unwrap();
+        let now = 1_800_000_000;
+        let code = TotpCode::parse(&totp.generate(now)).unwrap();
+        assert_eq!(secret.matching_step(&code, now), Some(now / 30));
+        assert_eq!(secret.matching_step(&code, now + 30), Some(now / 30));
+        assert_eq!(secret.matching_step(&code, now + 90), None);
+        assert!(TotpCode::parse("12345").is_none());
+        assert!(TotpCode::parse("123 456").is_some());
+        assert_eq!(secret.grouped().replace(' ', "").len(), 32);
+    }
+
+    #[test]
+    fn recovery_codes_parse_as_shown() {
+        let code = RecoveryCode::generate();
+        let shown = code.display();
+        let typed = RecoveryCode::parse(&shown.to_uppercase()).unwrap();
+        assert_eq!(typed.0, code.0);
+        assert!(RecoveryCode::parse("123456").is_none());
+    }
+}

@@ -1,0 +1,448 @@
+//! How an agent logs in: a local account (password, then a TOTP or recovery code, with
+//! a short-lived half-logged-in record in between, enrolment the first time), or a
+//! provider for agents (ProConnect) matched on the work email with its `amr` checked.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use diesel::prelude::*;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::credentials::{self, Credentials, RecoveryCode, TotpCode, TotpSecret};
+use super::{Agent, AgentEmail};
+use crate::audit::{self, Actor, AuditEvent};
+use crate::auth::sessions::{self, NewSession, SessionKind, SessionPolicy};
+use crate::config::SecondFactorPolicy;
+use crate::db::schema::{agent_credentials, agent_pending_logins, agents};
+use crate::db::{Conn, DbError};
+use crate::state::AppState;
+
+/// How long the state between password and code lives.
+pub const PENDING_LIFETIME: Duration = Duration::from_secs(300);
+/// Codes that may be tried within one half-logged-in state.
+const PENDING_MAX_ATTEMPTS: i32 = 5;
+
+/// Why a local login step failed unexpectedly (refusals are outcomes, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentLoginError {
+    #[error(transparent)]
+    Credentials(#[from] credentials::CredentialError),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("password check did not run: {0}")]
+    Blocking(String),
+}
+
+impl From<diesel::result::Error> for AgentLoginError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Database(error.into())
+    }
+}
+
+/// The result of the password step.
+pub enum PasswordOutcome {
+    /// Password right: the cookie value of the half-logged-in state, and whether the
+    /// agent still has to enrol a second factor.
+    Accepted { pending: String, enrolled: bool },
+    /// Unknown email, wrong password, disabled or locked account: one answer for all.
+    Refused,
+}
+
+/// Checks an email and password. Unknown emails cost the same argon2 work as known
+/// ones; failures count towards the account's lock-out.
+pub async fn check_password(
+    state: &AppState,
+    email: &str,
+    password: SecretString,
+) -> Result<PasswordOutcome, AgentLoginError> {
+    let email = AgentEmail::parse(email).ok();
+    let candidate = match email {
+        Some(email) => {
+            state
+                .db
+                .read(move |conn| local_account(conn, &email))
+                .await?
+        }
+        None => None,
+    };
+    let stored = candidate
+        .as_ref()
+        .and_then(|(_, credentials)| credentials.password_hash.clone());
+    let matches = tokio::task::spawn_blocking(move || {
+        credentials::verify_password(password.expose_secret(), stored.as_deref())
+    })
+    .await
+    .map_err(|error| AgentLoginError::Blocking(error.to_string()))?;
+    let Some((agent, credentials)) = candidate else {
+        return Ok(PasswordOutcome::Refused);
+    };
+    let locked = credentials.is_locked(crate::now());
+    state
+        .db
+        .write(move |conn| -> Result<_, AgentLoginError> {
+            if locked {
+                // Tries while locked prove nothing and do not lengthen the lock.
+                audit_failure(conn, &agent, "locked")?;
+                return Ok(PasswordOutcome::Refused);
+            }
+            if !matches {
+                audit_failure(conn, &agent, "password")?;
+                credentials::record_failure(conn, &agent)?;
+                return Ok(PasswordOutcome::Refused);
+            }
+            let pending = start_pending(conn, &agent.id)?;
+            Ok(PasswordOutcome::Accepted {
+                pending,
+                enrolled: credentials.has_second_factor(),
+            })
+        })
+        .await
+}
+
+/// The one active agent with this email that has a password. Several (the same email
+/// in two tenants, both with passwords) is refused like an unknown email.
+fn local_account(
+    conn: &mut Conn,
+    email: &AgentEmail,
+) -> Result<Option<(Agent, Credentials)>, DbError> {
+    let rows: Vec<(super::AgentRow, Credentials)> = agents::table
+        .inner_join(agent_credentials::table)
+        .filter(agents::email.eq(email.as_str()))
+        .filter(agents::disabled_at.is_null())
+        .filter(agent_credentials::password_hash.is_not_null())
+        .select((super::AgentRow::as_select(), Credentials::as_select()))
+        .limit(2)
+        .load(conn)?;
+    if rows.len() > 1 {
+        tracing::warn!("one email has local accounts in several tenants; login refused");
+        return Ok(None);
+    }
+    rows.into_iter()
+        .next()
+        .map(|(row, credentials)| Ok((Agent::try_from(row)?, credentials)))
+        .transpose()
+}
+
+fn audit_failure(conn: &mut Conn, agent: &Agent, step: &str) -> Result<(), DbError> {
+    audit::record(
+        conn,
+        AuditEvent::new(Actor::Agent(agent.id.clone()), "agent.login_failed")
+            .tenant(&agent.tenant_id)
+            .subject("agent", &agent.id)
+            .details(serde_json::json!({ "step": step })),
+    )?;
+    Ok(())
+}
+
+fn start_pending(conn: &mut Conn, agent_id: &str) -> Result<String, DbError> {
+    let cookie = sessions::new_secret();
+    let now = crate::now();
+    diesel::delete(agent_pending_logins::table.filter(agent_pending_logins::expires_at.le(now)))
+        .execute(conn)?;
+    diesel::insert_into(agent_pending_logins::table)
+        .values((
+            agent_pending_logins::id_hash.eq(sessions::hash_secret(&cookie)),
+            agent_pending_logins::agent_id.eq(agent_id),
+            agent_pending_logins::attempts.eq(0),
+            agent_pending_logins::created_at.eq(now),
+            agent_pending_logins::expires_at
+                .eq(now + TimeDelta::from_std(PENDING_LIFETIME).unwrap_or(TimeDelta::minutes(5))),
+        ))
+        .execute(conn)?;
+    Ok(cookie)
+}
+
+/// The agent a half-logged-in state belongs to, if it is still usable.
+fn peek_pending(conn: &mut Conn, cookie: &str) -> Result<Option<String>, DbError> {
+    Ok(agent_pending_logins::table
+        .find(sessions::hash_secret(cookie))
+        .filter(agent_pending_logins::expires_at.gt(crate::now()))
+        .filter(agent_pending_logins::attempts.lt(PENDING_MAX_ATTEMPTS))
+        .select(agent_pending_logins::agent_id)
+        .first(conn)
+        .optional()?)
+}
+
+/// Spends one attempt of a half-logged-in state with one UPDATE; `None` once it has
+/// expired or used up its attempts.
+fn spend_pending_attempt(conn: &mut Conn, cookie: &str) -> Result<Option<String>, DbError> {
+    Ok(diesel::update(
+        agent_pending_logins::table
+            .find(sessions::hash_secret(cookie))
+            .filter(agent_pending_logins::expires_at.gt(crate::now()))
+            .filter(agent_pending_logins::attempts.lt(PENDING_MAX_ATTEMPTS)),
+    )
+    .set(agent_pending_logins::attempts.eq(agent_pending_logins::attempts + 1))
+    .returning(agent_pending_logins::agent_id)
+    .get_result(conn)
+    .optional()?)
+}
+
+fn finish_pending(conn: &mut Conn, cookie: &str) -> Result<(), DbError> {
+    diesel::delete(agent_pending_logins::table.find(sessions::hash_secret(cookie)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The result of the code step (or of confirming an enrolment).
+pub enum CodeOutcome {
+    /// Logged in: a fresh session, and after an enrolment the recovery codes to show once.
+    LoggedIn {
+        agent: Agent,
+        session: NewSession,
+        recovery_codes: Vec<RecoveryCode>,
+    },
+    /// Wrong, replayed or unusable code (or the account is locked).
+    Refused,
+    /// The half-logged-in state is gone: start again from the password.
+    Expired,
+    /// The agent has no second factor yet: enrol first.
+    NotEnrolled,
+    /// Enrolment asked for, but a second factor is already active.
+    AlreadyEnrolled,
+}
+
+/// The secret to show on the enrolment page, for the agent behind `pending`.
+pub enum Enrolment {
+    Ready { agent: Agent, secret: TotpSecret },
+    AlreadyEnrolled,
+    Expired,
+}
+
+/// Starts (or resumes) enrolling a second factor.
+pub async fn enrolment(state: &AppState, pending: String) -> Result<Enrolment, AgentLoginError> {
+    let keys = state.keys.clone();
+    state
+        .db
+        .write(move |conn| -> Result<_, AgentLoginError> {
+            let Some(agent_id) = peek_pending(conn, &pending)? else {
+                return Ok(Enrolment::Expired);
+            };
+            let Some(agent) = super::active_agent(conn, &agent_id)? else {
+                return Ok(Enrolment::Expired);
+            };
+            Ok(
+                match credentials::pending_totp_secret(conn, &keys.master, &agent.id)? {
+                    Some(secret) => Enrolment::Ready { agent, secret },
+                    None => Enrolment::AlreadyEnrolled,
+                },
+            )
+        })
+        .await
+}
+
+/// Checks the second step: a TOTP code (or, unless enrolling, a recovery code). With
+/// `enrolling`, a valid TOTP code activates the pending secret and issues recovery codes.
+pub async fn check_code(
+    state: &AppState,
+    policy: SessionPolicy,
+    pending: String,
+    typed: String,
+    enrolling: bool,
+) -> Result<CodeOutcome, AgentLoginError> {
+    let keys = state.keys.clone();
+    let unix_time = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
+    state
+        .db
+        .write(move |conn| -> Result<_, AgentLoginError> {
+            let Some(agent_id) = spend_pending_attempt(conn, &pending)? else {
+                return Ok(CodeOutcome::Expired);
+            };
+            let (Some(agent), Some(credentials)) = (
+                super::active_agent(conn, &agent_id)?,
+                credentials::credentials_of(conn, &agent_id)?,
+            ) else {
+                return Ok(CodeOutcome::Expired);
+            };
+            match (enrolling, credentials.has_second_factor()) {
+                (true, true) => return Ok(CodeOutcome::AlreadyEnrolled),
+                (false, false) => return Ok(CodeOutcome::NotEnrolled),
+                _ => {}
+            }
+            if credentials.is_locked(crate::now()) {
+                audit_failure(conn, &agent, "locked")?;
+                return Ok(CodeOutcome::Refused);
+            }
+            let method = verify_code(
+                conn,
+                &keys,
+                &agent,
+                &credentials,
+                &typed,
+                unix_time,
+                enrolling,
+            )?;
+            let Some(method) = method else {
+                audit_failure(conn, &agent, "code")?;
+                credentials::record_failure(conn, &agent)?;
+                return Ok(CodeOutcome::Refused);
+            };
+            finish_pending(conn, &pending)?;
+            credentials::clear_failures(conn, &agent.id)?;
+            let recovery_codes = if enrolling {
+                audit::record(
+                    conn,
+                    AuditEvent::new(
+                        Actor::Agent(agent.id.clone()),
+                        "agent.second_factor_enrolled",
+                    )
+                    .tenant(&agent.tenant_id)
+                    .subject("agent", &agent.id),
+                )?;
+                credentials::replace_recovery_codes(conn, &keys.hasher, &agent)?
+            } else {
+                Vec::new()
+            };
+            let session = open_agent_session(conn, policy, &agent, None, None, method)?;
+            Ok(CodeOutcome::LoggedIn {
+                agent,
+                session,
+                recovery_codes,
+            })
+        })
+        .await
+}
+
+/// Which second factor matched, if one did.
+fn verify_code(
+    conn: &mut Conn,
+    keys: &crate::keys::Keyring,
+    agent: &Agent,
+    credentials: &Credentials,
+    typed: &str,
+    unix_time: u64,
+    enrolling: bool,
+) -> Result<Option<&'static str>, AgentLoginError> {
+    if let Some(code) = TotpCode::parse(typed) {
+        let Some(sealed) = &credentials.totp_sealed else {
+            return Ok(None);
+        };
+        let secret =
+            TotpSecret::unseal(&keys.master, sealed).map_err(credentials::CredentialError::from)?;
+        let Some(step) = secret.matching_step(&code, unix_time) else {
+            return Ok(None);
+        };
+        let accepted = credentials::accept_totp_step(conn, &agent.id, step, enrolling)?;
+        return Ok(accepted.then_some("password+totp"));
+    }
+    if enrolling {
+        return Ok(None);
+    }
+    match RecoveryCode::parse(typed) {
+        Some(code) => {
+            let used = credentials::consume_recovery_code(conn, &keys.hasher, &agent.id, &code)?;
+            Ok(used.then_some("password+recovery_code"))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Opens an agent session (a new id at each login) and records the login.
+pub fn open_agent_session(
+    conn: &mut Conn,
+    policy: SessionPolicy,
+    agent: &Agent,
+    provider_id: Option<&str>,
+    id_token: Option<&str>,
+    method: &str,
+) -> Result<NewSession, DbError> {
+    let session = sessions::open_session(
+        conn,
+        policy,
+        SessionKind::Agent,
+        &agent.id,
+        provider_id,
+        id_token,
+    )?;
+    audit::record(
+        conn,
+        AuditEvent::new(Actor::Agent(agent.id.clone()), "agent.logged_in")
+            .tenant(&agent.tenant_id)
+            .subject("agent", &agent.id)
+            .details(serde_json::json!({ "method": method, "provider": provider_id })),
+    )?;
+    Ok(session)
+}
+
+/// Why a login through a provider for agents was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderLoginRefusal {
+    #[error("the provider sent no usable work email")]
+    NoEmail,
+    #[error("no active agent has this work email")]
+    UnknownAgent,
+    #[error("several tenants have an agent with this work email")]
+    Ambiguous,
+    #[error("the login did not use a second factor, which the tenant requires")]
+    SecondFactorMissing,
+}
+
+/// The agent a provider login names, by work email (trimmed, compared without case).
+pub fn agent_for_provider_login(
+    conn: &mut Conn,
+    email: Option<&str>,
+    amr: &[String],
+    second_factor: SecondFactorPolicy,
+) -> Result<Result<Agent, ProviderLoginRefusal>, DbError> {
+    let Some(email) = email.and_then(|email| AgentEmail::parse(email).ok()) else {
+        return Ok(Err(ProviderLoginRefusal::NoEmail));
+    };
+    let mut found = super::active_agents_with_email(conn, &email)?;
+    let agent = match found.len() {
+        0 => return Ok(Err(ProviderLoginRefusal::UnknownAgent)),
+        1 => found.remove(0),
+        _ => return Ok(Err(ProviderLoginRefusal::Ambiguous)),
+    };
+    if second_factor == SecondFactorPolicy::Required && !amr_has_second_factor(amr) {
+        audit_failure(conn, &agent, "provider_second_factor")?;
+        return Ok(Err(ProviderLoginRefusal::SecondFactorMissing));
+    }
+    Ok(Ok(agent))
+}
+
+/// Whether an `amr` claim (RFC 8176) shows a second factor: `mfa`, a possession
+/// factor, or two factors of different kinds.
+pub fn amr_has_second_factor(amr: &[String]) -> bool {
+    #[derive(PartialEq)]
+    enum Factor {
+        Knowledge,
+        Possession,
+        Inherence,
+    }
+    let factor = |method: &str| match method {
+        "pwd" | "pin" | "kba" => Some(Factor::Knowledge),
+        "otp" | "totp" | "hwk" | "swk" | "pop" | "sms" | "tel" | "sc" | "fido" => {
+            Some(Factor::Possession)
+        }
+        "face" | "fpt" | "iris" | "retina" | "vbm" => Some(Factor::Inherence),
+        _ => None,
+    };
+    if amr.iter().any(|method| method == "mfa" || method == "mca") {
+        return true;
+    }
+    let factors: Vec<Factor> = amr.iter().filter_map(|method| factor(method)).collect();
+    factors.contains(&Factor::Possession)
+        || factors
+            .iter()
+            .any(|kind| factors.iter().any(|other| other != kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amr_has_second_factor;
+
+    fn amr(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| (*v).to_owned()).collect()
+    }
+
+    #[test]
+    fn second_factors_are_recognised_in_amr() {
+        assert!(amr_has_second_factor(&amr(&["pwd", "otp"])));
+        assert!(amr_has_second_factor(&amr(&["mfa"])));
+        assert!(amr_has_second_factor(&amr(&["pwd", "fpt"])));
+        assert!(amr_has_second_factor(&amr(&["hwk"])));
+        assert!(!amr_has_second_factor(&amr(&["pwd"])));
+        assert!(!amr_has_second_factor(&amr(&["pwd", "pin"])));
+        assert!(!amr_has_second_factor(&[]));
+    }
+}
