@@ -171,6 +171,9 @@ forbidden-message = Your role does not give access to this page.
 
 agent-nav-label = Staff area
 agent-nav-home = Staff home
+agent-nav-deliveries = Deliveries
+agent-nav-agents = Agents
+agent-nav-departments = Departments
 agent-nav-account = My account
 agent-login-title = Staff login
 agent-login-intro = This area is for the local authority's staff only.

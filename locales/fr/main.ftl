@@ -171,6 +171,9 @@ forbidden-message = Votre rôle ne donne pas accès à cette page.
 
 agent-nav-label = Espace agent
 agent-nav-home = Accueil agent
+agent-nav-deliveries = Envois
+agent-nav-agents = Agents
+agent-nav-departments = Services
 agent-nav-account = Mon compte
 agent-login-title = Connexion des agents
 agent-login-intro = Cet espace est réservé au personnel de la collectivité.

@@ -1,9 +1,10 @@
 //! Municipal staff: their accounts, roles and API tokens. Tokens are shown once and
 //! stored only as a SHA-256 hash (they are 256-bit random, so a plain hash suffices).
 
-pub mod org_chart;
+pub mod admin_pages;
 pub mod credentials;
 pub mod login;
+pub mod org_chart;
 mod token;
 
 use diesel::prelude::*;

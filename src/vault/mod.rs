@@ -1,6 +1,7 @@
 //! Citizens' vaults: delivering encrypted documents into them, reading their status,
 //! opening them again, and sweeping payloads that no document points to.
 
+pub mod agent_pages;
 pub mod deliveries;
 pub mod delivery;
 pub mod metadata;

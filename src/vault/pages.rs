@@ -208,7 +208,7 @@ fn format_date(lang: Lang, at: chrono::NaiveDateTime) -> String {
     }
 }
 
-fn format_size(lang: Lang, bytes: i64) -> String {
+pub(super) fn format_size(lang: Lang, bytes: i64) -> String {
     let (value, unit) = match bytes {
         b if b < 1024 => {
             return format!("{b} {}", if lang == Lang::Fr { "octets" } else { "bytes" });

@@ -36,6 +36,21 @@ const AGENT_NAV: &[NavEntry] = &[
         roles: EVERYONE,
     },
     NavEntry {
+        href: "/agent/deliveries",
+        key: "agent-nav-deliveries",
+        roles: &[Role::Admin, Role::Agent],
+    },
+    NavEntry {
+        href: "/agent/admin/agents",
+        key: "agent-nav-agents",
+        roles: &[Role::Admin],
+    },
+    NavEntry {
+        href: "/agent/admin/departments",
+        key: "agent-nav-departments",
+        roles: &[Role::Admin],
+    },
+    NavEntry {
         href: "/agent/account",
         key: "agent-nav-account",
         roles: EVERYONE,

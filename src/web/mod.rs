@@ -83,6 +83,8 @@ impl Application {
                 .configure(login::configure)
                 .configure(agent_login::configure)
                 .configure(crate::vault::pages::configure)
+                .configure(crate::vault::agent_pages::configure)
+                .configure(crate::agents::admin_pages::configure)
                 .configure(move |cfg| {
                     if let Some(idp) = demo_idp {
                         idp.configure(cfg);

@@ -22,7 +22,7 @@ fluent_templates::static_loader! {
 
 const LANG_COOKIE: &str = "eg_lang";
 
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 17] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("vault.html", include_str!("../../templates/vault.html")),
@@ -54,6 +54,30 @@ const TEMPLATES: [(&str, &str); 11] = [
     (
         "agent_account.html",
         include_str!("../../templates/agent_account.html"),
+    ),
+    (
+        "agent_deliveries.html",
+        include_str!("../../templates/agent_deliveries.html"),
+    ),
+    (
+        "agent_delivery.html",
+        include_str!("../../templates/agent_delivery.html"),
+    ),
+    (
+        "agent_deliver.html",
+        include_str!("../../templates/agent_deliver.html"),
+    ),
+    (
+        "admin_agents.html",
+        include_str!("../../templates/admin_agents.html"),
+    ),
+    (
+        "admin_agent.html",
+        include_str!("../../templates/admin_agent.html"),
+    ),
+    (
+        "admin_departments.html",
+        include_str!("../../templates/admin_departments.html"),
     ),
 ];
 

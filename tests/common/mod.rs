@@ -13,6 +13,7 @@
     reason = "the harness fails a test loudly on the first surprise"
 )]
 
+pub mod agent_browser;
 pub mod html;
 
 use std::time::Duration;
