@@ -358,6 +358,7 @@ fn example_configuration_is_valid_and_complete() {
     );
     assert!(config.keys.master_key_file.is_some());
     assert_eq!(config.oidc.providers.len(), 1);
+    assert!(config.notify.email.is_some() && config.notify.sms.is_some());
 }
 
 #[tokio::test]

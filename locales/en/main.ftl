@@ -63,3 +63,21 @@ login-error-level = This service requires a stronger level of identity verificat
 login-error-claims = The identity provider did not send the identity this service needs.
 csrf-title = Form expired
 csrf-message = This form has expired. Reload the page and try again.
+
+# Notices (email and SMS). No link, no domain, no title: the link-free check refuses them.
+notice-document-subject = { $tenant }: a document is waiting for you
+notice-reminder-subject = Reminder: a document from { $tenant } is waiting for you
+notice-greeting = Hello,
+notice-document-body = { $tenant } has placed a document for you in your secure space.
+notice-reminder-body = A document from { $tenant } is still waiting for you in your secure space.
+notice-how-to = To read it, log in to your municipality's portal with FranceConnect.
+notice-no-link = This message has no attachment and no link. Never give out your credentials, even to a message that seems to come from your municipality.
+notice-automatic = Automatic message from { $tenant }, please do not reply.
+notice-document-sms = { $tenant }: a document is waiting in your secure space. Log in to your municipality's portal with FranceConnect.
+notice-reminder-sms = Reminder { $tenant }: a document is waiting in your secure space. Log in to your municipality's portal with FranceConnect.
+demo-outbox-title = Demonstration messages
+demo-outbox-intro = In demonstration mode notices are not sent: this is what would have gone out (most recent first).
+demo-outbox-empty = No notice yet.
+demo-outbox-channel = Channel
+demo-outbox-to = Recipient
+demo-outbox-at = Sent at

@@ -63,3 +63,21 @@ login-error-level = Ce service demande un niveau de vérification d'identité pl
 login-error-claims = Le fournisseur d'identité n'a pas transmis l'identité nécessaire à ce service.
 csrf-title = Formulaire expiré
 csrf-message = Ce formulaire a expiré. Rechargez la page et recommencez.
+
+# Notices (email and SMS). No link, no domain, no title: the link-free check refuses them.
+notice-document-subject = { $tenant } : un document vous attend
+notice-reminder-subject = Rappel : un document de { $tenant } vous attend
+notice-greeting = Bonjour,
+notice-document-body = { $tenant } a déposé un document à votre attention dans votre espace sécurisé.
+notice-reminder-body = Un document déposé par { $tenant } vous attend toujours dans votre espace sécurisé.
+notice-how-to = Pour le consulter, connectez-vous au portail de votre commune avec FranceConnect.
+notice-no-link = Ce message ne contient ni pièce jointe ni lien. Ne communiquez jamais vos identifiants, même à un message qui semble venir de votre commune.
+notice-automatic = Message automatique de { $tenant }, merci de ne pas y répondre.
+notice-document-sms = { $tenant } : un document vous attend dans votre espace sécurisé. Connectez-vous au portail de votre commune avec FranceConnect.
+notice-reminder-sms = Rappel { $tenant } : un document vous attend dans votre espace sécurisé. Connectez-vous au portail de votre commune avec FranceConnect.
+demo-outbox-title = Messages de démonstration
+demo-outbox-intro = En mode démonstration, les avis ne partent pas : voici ce qui aurait été envoyé (les plus récents d'abord).
+demo-outbox-empty = Aucun avis pour le moment.
+demo-outbox-channel = Canal
+demo-outbox-to = Destinataire
+demo-outbox-at = Envoyé le
