@@ -376,3 +376,66 @@ async fn demo_mode_keeps_notices_in_the_local_outbox() {
     assert!(page.contains("Commune de démonstration"), "{page}");
     assert!(!page.contains("taxe foncière"), "{page}");
 }
+
+#[tokio::test]
+async fn workers_side_by_side_send_each_notice_once() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app_with(Options {
+        extra_toml: notify_toml(Some(&smtp.url()), None, "batch_size = 4\nconcurrency = 2")
+            .replace("coalesce_seconds = 0", "coalesce_seconds = 3600"),
+        ..Options::default()
+    })
+    .await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let count = 24;
+    for n in 0..count {
+        let metadata = json!({"recipient": common::pivot(&format!("Martin{n}")), "title": TITLE,
+                              "category": "impots", "contact": {"email": format!("c{n}@example.org")}});
+        let response = app.deliver(&token).metadata(metadata).send().await;
+        assert_eq!(response.status(), 201);
+    }
+    assert_eq!(notice_rows(&app).await, count);
+    app.state
+        .db
+        .write(|conn| -> Result<usize, eguichet::db::DbError> {
+            Ok(diesel::update(notices::table)
+                .set(notices::next_attempt_at.eq(eguichet::now()))
+                .execute(conn)?)
+        })
+        .await
+        .unwrap();
+    // Two more workers on the same database race the server's own.
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let worker = eguichet::notify::Worker::new(app.state.clone()).unwrap();
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    worker.send_due_batch().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for racer in racers {
+        racer.await.unwrap();
+    }
+    let mails = smtp.wait_for(count as usize).await;
+    let sent = app
+        .state
+        .db
+        .read(|conn| -> Result<i64, eguichet::db::DbError> {
+            Ok(notices::table
+                .filter(notices::state.eq("sent"))
+                .count()
+                .get_result(conn)?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(sent, count);
+    let mut recipients: Vec<_> = mails.iter().map(|mail| mail.to[0].clone()).collect();
+    recipients.sort();
+    recipients.dedup();
+    assert_eq!(
+        (mails.len(), recipients.len()),
+        (count as usize, count as usize)
+    );
+}
