@@ -372,7 +372,8 @@ async fn production_mode_is_strict_and_has_no_demonstration_provider() {
         "mode = \"production\"\npublic_url = \"https://guichet.mairie.example\"\n\
          listen = \"127.0.0.1:0\"\ndata_dir = \"{dir}\"\n\
          [database]\nurl = \"sqlite://{dir}/eguichet.db\"\n\
-         [keys]\nmaster_key_file = \"{key}\"\n",
+         [keys]\nmaster_key_file = \"{key}\"\n\
+         [notify.email]\nsmtp_url = \"smtp://127.0.0.1:1\"\nfrom = \"guichet@mairie.example\"\n",
         dir = dir.path().display(),
         key = key.display()
     );
@@ -396,6 +397,12 @@ async fn production_mode_is_strict_and_has_no_demonstration_provider() {
         .await
         .unwrap();
     assert_eq!(demo.status(), 404);
+    let outbox = client
+        .get(format!("{base}/demo-outbox"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outbox.status(), 404);
     let home = client.get(format!("{base}/")).send().await.unwrap();
     assert!(!home.text().await.unwrap().contains("/login/demo"));
     assert_eq!(
