@@ -44,6 +44,136 @@ pub struct Config {
     pub session: SessionConfig,
     #[serde(default)]
     pub oidc: OidcConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
+}
+
+/// Notices that tell a citizen a document is waiting: the outbox worker and channels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Documents for one citizen delivered within this many seconds share one notice (120).
+    #[serde(default = "default_coalesce_seconds")]
+    pub coalesce_seconds: u64,
+    /// Tries before a notice is given up as `dead` (8).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay in seconds, doubled at each further try (30).
+    #[serde(default = "default_backoff_base_seconds")]
+    pub backoff_base_seconds: u64,
+    /// Longest retry delay in seconds (21600, six hours).
+    #[serde(default = "default_backoff_max_seconds")]
+    pub backoff_max_seconds: u64,
+    /// A claimed notice not finished after this many seconds is claimed again (300).
+    #[serde(default = "default_lease_seconds")]
+    pub lease_seconds: u64,
+    /// One send (SMTP exchange or gateway request) is abandoned after this many seconds (30).
+    #[serde(default = "default_send_timeout_seconds")]
+    pub send_timeout_seconds: u64,
+    /// Days after which one reminder goes out for a document still unopened (7; 0: none).
+    #[serde(default = "default_reminder_days")]
+    pub reminder_days: u32,
+    /// How often the worker looks for documents to remind about, in seconds (3600).
+    #[serde(default = "default_reminder_scan_seconds")]
+    pub reminder_scan_seconds: u64,
+    /// How often an idle worker looks for due notices, in milliseconds (1000).
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Notices claimed at a time (200).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Notices sent at the same time by one instance (16).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
+    #[serde(default)]
+    pub sms: Option<SmsConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            coalesce_seconds: default_coalesce_seconds(),
+            max_attempts: default_max_attempts(),
+            backoff_base_seconds: default_backoff_base_seconds(),
+            backoff_max_seconds: default_backoff_max_seconds(),
+            lease_seconds: default_lease_seconds(),
+            send_timeout_seconds: default_send_timeout_seconds(),
+            reminder_days: default_reminder_days(),
+            reminder_scan_seconds: default_reminder_scan_seconds(),
+            poll_interval_ms: default_poll_interval_ms(),
+            batch_size: default_batch_size(),
+            concurrency: default_concurrency(),
+            email: None,
+            sms: None,
+        }
+    }
+}
+
+fn default_coalesce_seconds() -> u64 {
+    120
+}
+fn default_max_attempts() -> u32 {
+    8
+}
+fn default_backoff_base_seconds() -> u64 {
+    30
+}
+fn default_backoff_max_seconds() -> u64 {
+    6 * 3600
+}
+fn default_lease_seconds() -> u64 {
+    300
+}
+fn default_send_timeout_seconds() -> u64 {
+    30
+}
+fn default_reminder_days() -> u32 {
+    7
+}
+fn default_reminder_scan_seconds() -> u64 {
+    3600
+}
+fn default_poll_interval_ms() -> u64 {
+    1000
+}
+fn default_batch_size() -> u32 {
+    200
+}
+fn default_concurrency() -> u32 {
+    16
+}
+
+/// Email notices through an SMTP relay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// lettre's URL form: `smtp://host:25`, `smtp://user:pass@host:587?tls=required`,
+    /// `smtps://user:pass@host:465`. Secret: it may carry a password.
+    pub smtp_url: SecretString,
+    /// The sender mailbox, e.g. `Mairie <ne-pas-repondre@mairie.example>`.
+    pub from: String,
+    /// SMTP connections kept open (default 8).
+    #[serde(default = "default_smtp_pool_size")]
+    pub pool_size: u32,
+}
+
+fn default_smtp_pool_size() -> u32 {
+    8
+}
+
+/// SMS notices through an HTTP gateway (JSON POST, see the README).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    /// Where the JSON request is posted.
+    pub gateway_url: Url,
+    /// One header sent with every request, `Name: value` (secret), e.g. a bearer token.
+    #[serde(default)]
+    pub auth_header: Option<SecretString>,
+    /// Sender name or number shown on the phone (`from` in the request).
+    pub sender: String,
 }
 
 /// How long a login lasts.
@@ -410,8 +540,42 @@ impl Config {
                 )));
             }
         }
+        self.validate_notify()?;
         if self.mode == Mode::Production {
             self.validate_production()?;
+        }
+        Ok(())
+    }
+
+    fn validate_notify(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let notify = &self.notify;
+        if notify.max_attempts == 0 || notify.batch_size == 0 || notify.concurrency == 0 {
+            return invalid(
+                "notify.max_attempts, notify.batch_size and notify.concurrency must be greater than 0"
+                    .to_owned(),
+            );
+        }
+        if notify.send_timeout_seconds == 0 || notify.poll_interval_ms == 0 {
+            return invalid(
+                "notify.send_timeout_seconds and notify.poll_interval_ms must be greater than 0"
+                    .to_owned(),
+            );
+        }
+        // A send is abandoned before its claim can be taken over: while an instance is
+        // alive, no other one sends the same notice.
+        if notify.lease_seconds <= notify.send_timeout_seconds {
+            return invalid(
+                "notify.lease_seconds must be greater than notify.send_timeout_seconds".to_owned(),
+            );
+        }
+        if let Some(email) = &notify.email {
+            crate::notify::check_email_config(email)
+                .map_err(|error| ConfigError::Invalid(format!("notify.email: {error}")))?;
+        }
+        if let Some(sms) = &notify.sms {
+            crate::notify::check_sms_config(sms)
+                .map_err(|error| ConfigError::Invalid(format!("notify.sms: {error}")))?;
         }
         Ok(())
     }
@@ -439,6 +603,12 @@ impl Config {
         }
         if self.database.url.is_none() {
             return missing("database.url to be set explicitly");
+        }
+        if self.notify.email.is_none() && self.notify.sms.is_none() {
+            return missing(
+                "a notification channel: [notify.email] (SMTP relay) or [notify.sms] (SMS gateway); \
+                 the local demonstration outbox sends nothing",
+            );
         }
         if self.oidc.demo_provider == Some(true) {
             return Err(ConfigError::Invalid(
@@ -560,7 +730,12 @@ mod tests {
         let complete = "mode = \"production\"\npublic_url = \"https://guichet.example\"\n\
                         [keys]\nmaster_key_file = \"/etc/eguichet/master.key\"\n\
                         [database]\nurl = \"postgres://eguichet@db/eguichet\"";
-        let config = Config::from_toml(complete).unwrap();
+        let error = Config::from_toml(complete).unwrap_err();
+        assert!(error.to_string().contains("notify.email"), "{error}");
+        let complete = format!(
+            "{complete}\n[notify.email]\nsmtp_url = \"smtp://relay:25\"\nfrom = \"m@mairie.example\""
+        );
+        let config = Config::from_toml(&complete).unwrap();
         assert!(!config.allows_plain_http_cookies());
     }
 
@@ -579,9 +754,19 @@ mod tests {
     fn secrets_are_redacted_from_debug() {
         let text = "[database]\nurl = \"postgres://u:hunter2@db/e\"\n\
                     [keys]\nmaster_key = \"AGE-SECRET-KEY-1SECRET\"\n\
-                    [storage.s3]\nsecret_access_key = \"s3cr3t\"";
+                    [storage.s3]\nsecret_access_key = \"s3cr3t\"\n\
+                    [notify.email]\nsmtp_url = \"smtp://u:smtppw@relay:587?tls=required\"\n\
+                    from = \"m@mairie.example\"\n\
+                    [notify.sms]\ngateway_url = \"https://sms.example/send\"\n\
+                    auth_header = \"Authorization: Bearer smstoken\"\nsender = \"Mairie\"";
         let debug = format!("{:?}", Config::from_toml(text).unwrap());
-        for secret in ["hunter2", "AGE-SECRET-KEY-1SECRET", "s3cr3t"] {
+        for secret in [
+            "hunter2",
+            "AGE-SECRET-KEY-1SECRET",
+            "s3cr3t",
+            "smtppw",
+            "smstoken",
+        ] {
             assert!(!debug.contains(secret), "{secret} leaked: {debug}");
         }
     }

@@ -303,8 +303,10 @@ async fn tokens_and_roles_are_enforced() {
 #[tokio::test]
 async fn bad_metadata_is_refused_and_nothing_is_stored() {
     let app = spawn_app().await;
-    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
     app.department("etat-civil").await;
+    let token = app
+        .agent_token_for("agent@mairie.example", Role::Agent, &["etat-civil"])
+        .await;
 
     let cases: Vec<(common::Delivery<'_>, u16, &str)> = vec![
         (

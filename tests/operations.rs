@@ -363,6 +363,7 @@ fn example_configuration_is_valid_and_complete() {
         eguichet::config::Audience::Agent
     );
     assert_eq!(config.session.agent_idle_minutes, 30);
+    assert!(config.notify.email.is_some() && config.notify.sms.is_some());
 }
 
 #[tokio::test]
@@ -376,7 +377,8 @@ async fn production_mode_is_strict_and_has_no_demonstration_provider() {
         "mode = \"production\"\npublic_url = \"https://guichet.mairie.example\"\n\
          listen = \"127.0.0.1:0\"\ndata_dir = \"{dir}\"\n\
          [database]\nurl = \"sqlite://{dir}/eguichet.db\"\n\
-         [keys]\nmaster_key_file = \"{key}\"\n",
+         [keys]\nmaster_key_file = \"{key}\"\n\
+         [notify.email]\nsmtp_url = \"smtp://127.0.0.1:1\"\nfrom = \"guichet@mairie.example\"\n",
         dir = dir.path().display(),
         key = key.display()
     );
@@ -400,6 +402,12 @@ async fn production_mode_is_strict_and_has_no_demonstration_provider() {
         .await
         .unwrap();
     assert_eq!(demo.status(), 404);
+    let outbox = client
+        .get(format!("{base}/demo-outbox"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outbox.status(), 404);
     let home = client.get(format!("{base}/")).send().await.unwrap();
     assert!(!home.text().await.unwrap().contains("/login/demo"));
     assert_eq!(

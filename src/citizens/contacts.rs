@@ -56,6 +56,15 @@ pub fn notification_contacts(
     master: &MasterKey,
     citizen_id: &str,
 ) -> Result<NotificationContacts, CitizenError> {
+    Ok(saved_notification_contacts(conn, master, citizen_id)?.unwrap_or_default())
+}
+
+/// The citizen's settings, or `None` when they never saved any.
+pub fn saved_notification_contacts(
+    conn: &mut Conn,
+    master: &MasterKey,
+    citizen_id: &str,
+) -> Result<Option<NotificationContacts>, CitizenError> {
     let sealed: Option<Vec<u8>> = citizens::table
         .find(citizen_id)
         .select(citizens::sealed_contacts)
@@ -63,13 +72,14 @@ pub fn notification_contacts(
         .optional()?
         .flatten();
     let Some(sealed) = sealed else {
-        return Ok(NotificationContacts::default());
+        return Ok(None);
     };
     let identity = super::unwrap_vault_identity(conn, master, citizen_id)?.ok_or(
         CitizenError::Database(crate::db::DbError::Query(diesel::result::Error::NotFound)),
     )?;
     let plain = unseal(&identity, &sealed)?;
     serde_json::from_slice(&plain)
+        .map(Some)
         .map_err(|error| CitizenError::Key(crate::crypto::SealError::Decrypt(error.to_string())))
 }
 

@@ -10,6 +10,7 @@ use diesel::prelude::*;
 
 pub use contacts::{
     Channel, NotificationContacts, notification_contacts, save_notification_contacts,
+    saved_notification_contacts,
 };
 pub use identity::{IdentityError, NationalRegisterNumber, PivotIdentity, PivotInput};
 pub use login::{AssertedIdentity, LoginMatch, ProviderAccount, citizen_for_login};

@@ -165,6 +165,33 @@ diesel::table! {
         expires_at -> Nullable<Timestamp>,
         withdrawn_by -> Nullable<Text>,
         withdrawal_reason -> Nullable<Text>,
+        reminded_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    notices (id) {
+        id -> Text,
+        tenant_id -> Text,
+        citizen_id -> Text,
+        kind -> Text,
+        channel -> Text,
+        sealed_contact -> Binary,
+        state -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        claimed_at -> Nullable<Timestamp>,
+        claim_token -> Nullable<Text>,
+        sent_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    notice_documents (notice_id, document_id) {
+        notice_id -> Text,
+        document_id -> Text,
     }
 }
 
@@ -202,6 +229,9 @@ diesel::joinable!(agent_pending_logins -> agents (agent_id));
 diesel::joinable!(documents -> citizens (citizen_id));
 diesel::joinable!(documents -> tenants (tenant_id));
 diesel::joinable!(citizen_logins -> citizens (citizen_id));
+diesel::joinable!(notice_documents -> notices (notice_id));
+diesel::joinable!(notice_documents -> documents (document_id));
+diesel::joinable!(notices -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
@@ -218,6 +248,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     auth_flows,
     sessions,
     documents,
+    notices,
+    notice_documents,
     audit_chain_head,
     audit_events,
 );

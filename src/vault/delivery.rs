@@ -92,6 +92,8 @@ pub struct NewUpload {
     blob: PendingBlob,
     plaintext_size: u64,
     idempotency: Option<(IdempotencyKey, Fingerprint)>,
+    /// Who to tell, decided (and sealed) before the commit.
+    notices: crate::notify::NoticeTargets,
 }
 
 pub struct ReplayUpload {
@@ -155,6 +157,7 @@ pub async fn begin_delivery(
 
     let department_id = resolve_department(state, agent, metadata.department.as_ref()).await?;
     let (citizen, addressed_to) = resolve_recipient(state, &metadata.recipient).await?;
+    let notices = crate::notify::notice_targets(state, &citizen, metadata.contact.as_ref()).await?;
 
     let sealed_metadata = seal(
         &citizen.recipient,
@@ -185,6 +188,7 @@ pub async fn begin_delivery(
         blob: state.storage.start_upload(BlobKey::new_document()),
         plaintext_size: 0,
         idempotency,
+        notices,
     })))
 }
 
@@ -369,6 +373,7 @@ impl NewUpload {
             mut blob,
             plaintext_size,
             idempotency,
+            notices,
         } = self;
         if plaintext_size == 0 {
             blob.discard().await;
@@ -425,7 +430,7 @@ impl NewUpload {
             request_fingerprint,
             created_at: crate::now(),
         };
-        let committed = commit_document(&state, row.clone()).await;
+        let committed = commit_document(&state, row.clone(), notices).await;
         match committed {
             Ok(()) => {
                 blob.keep();
@@ -487,8 +492,13 @@ struct NewDocument {
     created_at: chrono::NaiveDateTime,
 }
 
-/// Writes the document row and its audit event in one transaction.
-async fn commit_document(state: &AppState, row: NewDocument) -> Result<(), DocumentError> {
+/// Writes the document row, its audit event and its notices in one transaction.
+async fn commit_document(
+    state: &AppState,
+    row: NewDocument,
+    notices: crate::notify::NoticeTargets,
+) -> Result<(), DocumentError> {
+    let coalesce = std::time::Duration::from_secs(state.config.notify.coalesce_seconds);
     state
         .db
         .write(move |conn| -> Result<(), DocumentError> {
@@ -507,6 +517,10 @@ async fn commit_document(state: &AppState, row: NewDocument) -> Result<(), Docum
                         "department_id": row.department_id,
                         "size": row.plaintext_size,
                     })),
+            )?;
+            let (tenant, citizen) = (&row.tenant_id, &row.citizen_id);
+            crate::notify::enqueue_document_notices(
+                conn, tenant, citizen, &row.id, &notices, coalesce,
             )?;
             Ok(())
         })

@@ -3,6 +3,7 @@
 
 pub mod agent_login;
 pub mod agent_session;
+mod demo_outbox;
 mod health;
 mod login;
 mod middleware;
@@ -41,6 +42,7 @@ pub struct Application {
     server: Server,
     address: SocketAddr,
     state: AppState,
+    notifier: crate::notify::Worker,
 }
 
 impl Application {
@@ -61,6 +63,8 @@ impl Application {
             .local_addr()
             .map_err(|error| StartError::Config(error.to_string()))?;
         page::check_templates().map_err(StartError::Config)?;
+        crate::notify::texts::check_templates().map_err(StartError::Config)?;
+        let notifier = crate::notify::Worker::new(state.clone()).map_err(StartError::Config)?;
         let base_url = match &state.config.public_url {
             Some(url) => url.clone(),
             None => Url::parse(&format!("http://{address}/"))
@@ -70,8 +74,11 @@ impl Application {
         let data = web::Data::new(state.clone());
         let auth = web::Data::new(auth);
         let production = state.config.mode == Mode::Production;
+        let demo_outbox = (!production)
+            .then(|| crate::notify::demo_outbox::DemoOutbox::new(&state.config.data_dir));
         let server = HttpServer::new(move || {
             let demo_idp = demo_idp.clone();
+            let demo_outbox = demo_outbox.clone();
             App::new()
                 .app_data(data.clone())
                 .app_data(auth.clone())
@@ -90,6 +97,12 @@ impl Application {
                         idp.configure(cfg);
                     }
                 })
+                .configure(move |cfg| {
+                    // Demo mode only, like the demonstration identity provider.
+                    if let Some(outbox) = demo_outbox {
+                        demo_outbox::configure(cfg, outbox);
+                    }
+                })
         })
         .client_request_timeout(Duration::from_secs(10))
         .client_disconnect_timeout(Duration::from_secs(5))
@@ -101,6 +114,7 @@ impl Application {
             server,
             address,
             state,
+            notifier,
         })
     }
 
@@ -117,8 +131,10 @@ impl Application {
     /// Serves until the process is stopped, with the background tasks running.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let sweeper = tokio::spawn(sweep_orphans_periodically(self.state.clone()));
+        let notifier = tokio::spawn(self.notifier.run());
         let result = self.server.await;
         sweeper.abort();
+        notifier.abort();
         result
     }
 }

@@ -22,7 +22,7 @@ fluent_templates::static_loader! {
 
 const LANG_COOKIE: &str = "eg_lang";
 
-const TEMPLATES: [(&str, &str); 17] = [
+const TEMPLATES: [(&str, &str); 18] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("vault.html", include_str!("../../templates/vault.html")),
@@ -79,6 +79,10 @@ const TEMPLATES: [(&str, &str); 17] = [
         "admin_departments.html",
         include_str!("../../templates/admin_departments.html"),
     ),
+    (
+        "demo_outbox.html",
+        include_str!("../../templates/demo_outbox.html"),
+    ),
 ];
 
 static PAGES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
@@ -92,6 +96,14 @@ static PAGES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
     );
     Ok(tera)
 });
+
+/// Gives another Tera instance (notice texts) the same `fluent` function as pages.
+pub(crate) fn register_fluent(tera: &mut Tera) {
+    tera.register_function(
+        "fluent",
+        FluentLoader::new(&*LOCALES).with_default_lang(Lang::Fr.identifier()),
+    );
+}
 
 /// Fails at start, not at the first request, if a template does not parse.
 pub fn check_templates() -> Result<(), String> {

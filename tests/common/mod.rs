@@ -15,6 +15,7 @@
 
 pub mod agent_browser;
 pub mod html;
+pub mod outbound;
 
 use std::time::Duration;
 
@@ -106,14 +107,14 @@ fn storage_toml(down: bool) -> String {
 }
 
 /// A database of its own on the PostgreSQL server, dropped with the test.
-struct PostgresDatabase {
+pub struct PostgresDatabase {
     admin_url: String,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl PostgresDatabase {
-    fn create(admin_url: &str) -> Self {
+    pub fn create(admin_url: &str) -> Self {
         let name = format!("eguichet_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::establish(admin_url).unwrap();
         diesel::sql_query(format!("CREATE DATABASE {name}"))

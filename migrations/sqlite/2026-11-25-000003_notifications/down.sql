@@ -1,0 +1,3 @@
+ALTER TABLE documents DROP COLUMN reminded_at;
+DROP TABLE notice_documents;
+DROP TABLE notices;
