@@ -2,6 +2,7 @@
 //! Its OpenAPI description is served at `/api/v1/openapi.json`.
 
 mod auth;
+mod bulk_jobs;
 mod documents;
 
 use actix_web::{HttpResponse, web};
@@ -16,7 +17,12 @@ pub use auth::ApiAgent;
         title = "e-guichet API",
         description = "Deliver documents into citizens' encrypted vaults and follow them."
     ),
-    paths(documents::deliver_document, documents::document_status),
+    paths(
+        documents::deliver_document,
+        documents::document_status,
+        bulk_jobs::start_bulk_job,
+        bulk_jobs::bulk_job_report
+    ),
     components(schemas(
         crate::error::ErrorBody,
         crate::vault::DocumentStatus,
@@ -27,6 +33,12 @@ pub use auth::ApiAgent;
         crate::citizens::PivotInput,
         documents::DeliveryForm,
         documents::DeliveredBody,
+        bulk_jobs::BulkJobForm,
+        bulk_jobs::StartedBody,
+        crate::bulk::JobReport,
+        crate::bulk::JobState,
+        crate::bulk::LineReport,
+        crate::bulk::LineState,
     )),
     modifiers(&BearerToken),
 )]
@@ -52,6 +64,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/openapi.json", web::get().to(openapi_json))
             .route("/documents", web::post().to(documents::deliver_document))
             .route("/documents/{id}", web::get().to(documents::document_status))
+            .route("/bulk-jobs", web::post().to(bulk_jobs::start_bulk_job))
+            .route("/bulk-jobs/{id}", web::get().to(bulk_jobs::bulk_job_report))
             .default_service(web::to(unknown_route)),
     );
 }
