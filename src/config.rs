@@ -372,14 +372,48 @@ pub struct LimitsConfig {
     /// Largest document accepted, in bytes (default 100 MiB).
     #[serde(default = "default_max_document_bytes")]
     pub max_document_bytes: u64,
+    /// Largest bulk-delivery manifest, in bytes (default 32 MiB).
+    #[serde(default = "default_max_manifest_bytes")]
+    pub max_manifest_bytes: usize,
+    /// Most lines in one bulk-delivery manifest (default 50,000).
+    #[serde(default = "default_max_manifest_lines")]
+    pub max_manifest_lines: usize,
+    /// Largest upload of one bulk job, all files or the archive together (default 20 GiB).
+    #[serde(default = "default_max_bulk_upload_bytes")]
+    pub max_bulk_upload_bytes: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_document_bytes: default_max_document_bytes(),
+            max_manifest_bytes: default_max_manifest_bytes(),
+            max_manifest_lines: default_max_manifest_lines(),
+            max_bulk_upload_bytes: default_max_bulk_upload_bytes(),
         }
     }
+}
+
+impl LimitsConfig {
+    /// The bounds on a bulk-delivery manifest.
+    pub fn manifest(&self) -> crate::bulk::manifest::ManifestLimits {
+        crate::bulk::manifest::ManifestLimits {
+            max_bytes: self.max_manifest_bytes,
+            max_lines: self.max_manifest_lines,
+        }
+    }
+}
+
+fn default_max_manifest_bytes() -> usize {
+    crate::bulk::manifest::DEFAULT_MAX_MANIFEST_BYTES
+}
+
+fn default_max_manifest_lines() -> usize {
+    crate::bulk::manifest::DEFAULT_MAX_LINES
+}
+
+fn default_max_bulk_upload_bytes() -> u64 {
+    20 * 1024 * 1024 * 1024
 }
 
 /// The tenant created on first start.
@@ -486,6 +520,14 @@ impl Config {
         let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
         if self.limits.max_document_bytes == 0 {
             return invalid("limits.max_document_bytes must be greater than 0");
+        }
+        if self.limits.max_manifest_bytes == 0
+            || self.limits.max_manifest_lines == 0
+            || self.limits.max_bulk_upload_bytes == 0
+        {
+            return invalid(
+                "limits.max_manifest_bytes, max_manifest_lines and max_bulk_upload_bytes must be greater than 0",
+            );
         }
         if self.database.pool_size == Some(0) {
             return invalid("database.pool_size must be greater than 0");

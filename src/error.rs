@@ -144,7 +144,9 @@ impl From<crate::vault::DocumentError> for ApiError {
             E::UnknownRecipient => Self::unprocessable("unknown_recipient", message),
             E::UnknownDepartment => Self::unprocessable("unknown_department", message),
             E::ArchivedDepartment => Self::unprocessable("archived_department", message),
-            E::DepartmentNotAllowed => Self::forbidden(message),
+            E::DepartmentNotAllowed => {
+                Self::new(StatusCode::FORBIDDEN, "department_not_allowed", message)
+            }
             E::DepartmentRequired => Self::unprocessable("department_required", message),
             E::AlreadyWithdrawn => Self::new(StatusCode::CONFLICT, "already_withdrawn", message),
             E::WithdrawalReason => Self::unprocessable("withdrawal_reason_required", message),

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod bulk;
 pub mod citizens;
 pub mod config;
 pub mod crypto;

@@ -41,6 +41,27 @@ enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Deliver every line of a CSV manifest through a portal's API.
+    Deliver(DeliverArgs),
+}
+
+#[derive(clap::Args)]
+struct DeliverArgs {
+    /// Address of the portal, e.g. https://guichet.example.org
+    #[arg(long)]
+    server: url::Url,
+    /// An agent's API token (better from the environment: it stays out of shell history).
+    #[arg(long, env = "EGUICHET_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The CSV manifest: one line per document.
+    #[arg(long, value_name = "FILE.csv")]
+    manifest: PathBuf,
+    /// The folder holding the files the manifest names.
+    #[arg(long, value_name = "DIR")]
+    files: PathBuf,
+    /// Documents sent at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
 }
 
 #[derive(Subcommand)]
@@ -168,6 +189,8 @@ fn run(config: Config, command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        // The client needs no database or keys of its own.
+        Command::Deliver(args) => deliver(args),
         Command::Audit(AuditCommand::Verify) => {
             let state = AppState::open(config)?;
             match audit::verify_chain(&mut *state.db.get_blocking()?)? {
@@ -286,5 +309,34 @@ fn tenant_or_default(state: &AppState, slug: Option<String>) -> anyhow::Result<t
             let mut conn = state.db.get_blocking()?;
             Ok(tenants::require_tenant(&mut conn, &slug)?)
         }
+    }
+}
+
+fn deliver(args: DeliverArgs) -> anyhow::Result<()> {
+    use eguichet::bulk::client;
+    use std::io::IsTerminal;
+    let manifest = client::load_manifest(&args.manifest, &args.files)?;
+    let progress = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let options = client::ClientOptions {
+        server: args.server,
+        token: args.token,
+        concurrency: args.concurrency.max(1),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(client::deliver_manifest(
+        &options,
+        manifest,
+        &args.files,
+        &progress,
+    ))?;
+    print!("{report}");
+    if report.is_complete() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} line(s) refused", report.refused.len())
     }
 }

@@ -52,7 +52,7 @@ async fn agents_deliver_only_for_their_departments() {
         .metadata(addressed(Some("finances")))
         .send()
         .await;
-    assert_eq!(error_code(other, 403).await, "forbidden");
+    assert_eq!(error_code(other, 403).await, "department_not_allowed");
 
     // With one department, it is implied; with two, the agent must choose.
     let implied: Value = app

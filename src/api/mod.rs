@@ -2,6 +2,7 @@
 //! Its OpenAPI description is served at `/api/v1/openapi.json`.
 
 mod auth;
+mod bulk_jobs;
 mod documents;
 
 use actix_web::{HttpResponse, web};
@@ -19,7 +20,9 @@ pub use auth::ApiAgent;
     paths(
         documents::deliver_document,
         documents::document_status,
-        documents::withdraw_document
+        documents::withdraw_document,
+        bulk_jobs::start_bulk_job,
+        bulk_jobs::bulk_job_report
     ),
     components(schemas(
         crate::error::ErrorBody,
@@ -32,6 +35,12 @@ pub use auth::ApiAgent;
         documents::DeliveryForm,
         documents::DeliveredBody,
         documents::WithdrawalBody,
+        bulk_jobs::BulkJobForm,
+        bulk_jobs::StartedBody,
+        crate::bulk::JobReport,
+        crate::bulk::JobState,
+        crate::bulk::LineReport,
+        crate::bulk::LineState,
     )),
     modifiers(&BearerToken),
 )]
@@ -66,6 +75,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/documents/{id}/withdraw",
                 web::post().to(documents::withdraw_document),
             )
+            .route("/bulk-jobs", web::post().to(bulk_jobs::start_bulk_job))
+            .route("/bulk-jobs/{id}", web::get().to(bulk_jobs::bulk_job_report))
             .default_service(web::to(unknown_route)),
     );
 }

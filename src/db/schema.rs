@@ -218,6 +218,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    bulk_jobs (id) {
+        id -> Text,
+        tenant_id -> Text,
+        agent_id -> Text,
+        department_id -> Nullable<Text>,
+        state -> Text,
+        total -> Integer,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    bulk_job_lines (job_id, line) {
+        job_id -> Text,
+        line -> Integer,
+        outcome -> Text,
+        document_id -> Nullable<Text>,
+        reason -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(departments -> tenants (tenant_id));
 diesel::joinable!(agents -> tenants (tenant_id));
 diesel::joinable!(api_tokens -> agents (agent_id));
@@ -232,6 +255,7 @@ diesel::joinable!(citizen_logins -> citizens (citizen_id));
 diesel::joinable!(notice_documents -> notices (notice_id));
 diesel::joinable!(notice_documents -> documents (document_id));
 diesel::joinable!(notices -> tenants (tenant_id));
+diesel::joinable!(bulk_job_lines -> bulk_jobs (job_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
@@ -252,4 +276,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     notice_documents,
     audit_chain_head,
     audit_events,
+    bulk_jobs,
+    bulk_job_lines,
 );

@@ -48,9 +48,13 @@ pub struct Application {
 impl Application {
     /// Opens the state (migrations, keys, default tenant) and binds `config.listen`.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let state = tokio::task::spawn_blocking(move || AppState::open(config))
-            .await
-            .map_err(|error| StartError::Config(error.to_string()))??;
+        let state = tokio::task::spawn_blocking(move || {
+            let state = AppState::open(config)?;
+            crate::bulk::interrupt_unfinished_jobs(&state)?;
+            Ok::<_, StartError>(state)
+        })
+        .await
+        .map_err(|error| StartError::Config(error.to_string()))??;
         Self::with_state(state)
     }
 

@@ -1,0 +1,2 @@
+DROP TABLE bulk_job_lines;
+DROP TABLE bulk_jobs;
