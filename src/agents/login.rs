@@ -184,14 +184,16 @@ fn finish_pending(conn: &mut Conn, cookie: &str) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Logged in: a fresh session, and after an enrolment the recovery codes to show once.
+pub struct LoggedIn {
+    pub agent: Agent,
+    pub session: NewSession,
+    pub recovery_codes: Vec<RecoveryCode>,
+}
+
 /// The result of the code step (or of confirming an enrolment).
 pub enum CodeOutcome {
-    /// Logged in: a fresh session, and after an enrolment the recovery codes to show once.
-    LoggedIn {
-        agent: Agent,
-        session: NewSession,
-        recovery_codes: Vec<RecoveryCode>,
-    },
+    LoggedIn(Box<LoggedIn>),
     /// Wrong, replayed or unusable code (or the account is locked).
     Refused,
     /// The half-logged-in state is gone: start again from the password.
@@ -294,11 +296,11 @@ pub async fn check_code(
                 Vec::new()
             };
             let session = open_agent_session(conn, policy, &agent, None, None, method)?;
-            Ok(CodeOutcome::LoggedIn {
+            Ok(CodeOutcome::LoggedIn(Box::new(LoggedIn {
                 agent,
                 session,
                 recovery_codes,
-            })
+            })))
         })
         .await
 }

@@ -19,7 +19,9 @@ use super::login::{
 use super::page::{Lang, Message, Page, PageError};
 use super::session::AuthState;
 use crate::agents::credentials::{self, NewPassword, RecoveryCode, TotpSecret};
-use crate::agents::login::{self as agent_login, CodeOutcome, Enrolment, PasswordOutcome};
+use crate::agents::login::{
+    self as agent_login, CodeOutcome, Enrolment, LoggedIn, PasswordOutcome,
+};
 use crate::agents::{Agent, login::ProviderLoginRefusal};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::relying_party::LoginError;
@@ -283,9 +285,9 @@ async fn submit_code(
     .await
     .map_err(|error| PageError::internal(page.lang, error))?;
     match outcome {
-        CodeOutcome::LoggedIn { session, .. } => Ok(HttpResponse::SeeOther()
+        CodeOutcome::LoggedIn(logged_in) => Ok(HttpResponse::SeeOther()
             .insert_header((LOCATION, "/agent"))
-            .cookie(auth.cookie(AGENT_SESSION_COOKIE, session.cookie_value))
+            .cookie(auth.cookie(AGENT_SESSION_COOKIE, logged_in.session.cookie_value))
             .cookie(login_cookie_removal(&auth, PENDING_COOKIE))
             .finish()),
         CodeOutcome::Refused => {
@@ -392,11 +394,12 @@ async fn submit_enrolment(
     .await
     .map_err(|error| PageError::internal(page.lang, error))?;
     match outcome {
-        CodeOutcome::LoggedIn {
-            session,
-            recovery_codes,
-            ..
-        } => {
+        CodeOutcome::LoggedIn(logged_in) => {
+            let LoggedIn {
+                session,
+                recovery_codes,
+                ..
+            } = *logged_in;
             let mut response = render_recovery_codes(&page, &recovery_codes, "/agent");
             response
                 .add_cookie(&auth.cookie(AGENT_SESSION_COOKIE, session.cookie_value))
