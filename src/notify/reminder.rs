@@ -54,7 +54,7 @@ pub fn queue_reminders(conn: &mut Conn, days: u32, limit: u32) -> Result<usize, 
         ))
         .load(conn)?;
     // One reminder per (tenant, citizen, channel), however many documents it covers.
-    let mut grouped: BTreeMap<(String, String, String), (Vec<u8>, Vec<String>)> = BTreeMap::new();
+    let mut grouped: BTreeMap<ReminderGroup, (Vec<u8>, Vec<String>)> = BTreeMap::new();
     for (document_id, tenant_id, citizen_id, channel, sealed) in first_notices {
         let entry = grouped
             .entry((tenant_id, citizen_id, channel))
@@ -84,3 +84,6 @@ pub fn queue_reminders(conn: &mut Conn, days: u32, limit: u32) -> Result<usize, 
     }
     Ok(marked.len())
 }
+
+/// Tenant, citizen and channel of one reminder.
+type ReminderGroup = (String, String, String);
