@@ -256,7 +256,7 @@ async fn an_unreachable_relay_is_retried_then_given_up() {
     let dead = app
         .state
         .db
-        .read(|conn| eguichet::notify::dead_notices_per_tenant(conn))
+        .read(eguichet::notify::dead_notices_per_tenant)
         .await
         .unwrap();
     assert_eq!(dead.get(&app.state.default_tenant.id), Some(&1));
