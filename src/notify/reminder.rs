@@ -10,6 +10,9 @@ use super::outbox::{GatheringNotice, attach_document, insert_or_attach};
 use crate::db::schema::{documents, notice_documents, notices};
 use crate::db::{Conn, DbError};
 
+/// (tenant id, citizen id, channel): one reminder each.
+type ReminderKey = (String, String, String);
+
 /// Marks up to `limit` documents due for a reminder and queues their reminders, in the
 /// caller's transaction. The mark is a conditional `UPDATE … RETURNING`, so two
 /// instances scanning at once never remind about the same document twice. Reminders
@@ -54,7 +57,7 @@ pub fn queue_reminders(conn: &mut Conn, days: u32, limit: u32) -> Result<usize, 
         ))
         .load(conn)?;
     // One reminder per (tenant, citizen, channel), however many documents it covers.
-    let mut grouped: BTreeMap<ReminderGroup, (Vec<u8>, Vec<String>)> = BTreeMap::new();
+    let mut grouped: BTreeMap<ReminderKey, (Vec<u8>, Vec<String>)> = BTreeMap::new();
     for (document_id, tenant_id, citizen_id, channel, sealed) in first_notices {
         let entry = grouped
             .entry((tenant_id, citizen_id, channel))
@@ -84,6 +87,3 @@ pub fn queue_reminders(conn: &mut Conn, days: u32, limit: u32) -> Result<usize, 
     }
     Ok(marked.len())
 }
-
-/// Tenant, citizen and channel of one reminder.
-type ReminderGroup = (String, String, String);
