@@ -246,8 +246,14 @@ async fn an_agent_delivers_from_the_form_and_follows_it() {
         detail.contains("stocké") || detail.contains("avis envoyé"),
         "{detail}"
     );
-    // The agent's pages never show the title or the recipient.
+    // The agent's pages never show the title, the recipient or the contact.
     assert!(!detail.contains("hérédité") && !detail.contains("Dupont"));
+    assert!(!detail.contains("marie@example.org"));
+    // The email notice is waiting for the coalescing window to close.
+    assert!(
+        detail.contains("courriel") && detail.contains("en attente"),
+        "{detail}"
+    );
     assert_eq!(app.document_rows().await, 1);
 
     // The list, with filters.
@@ -276,6 +282,8 @@ async fn an_agent_delivers_from_the_form_and_follows_it() {
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     let detail = agent.get(&detail_path).await.text().await.unwrap();
     assert!(detail.contains("Mauvais destinataire"));
+    // The notice not yet sent is dropped: nobody is told about a withdrawn document.
+    assert!(detail.contains("Aucun avis"), "{detail}");
     let withdrawn_only = agent
         .get("/agent/deliveries?state=withdrawn")
         .await

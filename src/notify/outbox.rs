@@ -248,3 +248,37 @@ pub fn record_outcomes(
     }
     Ok(())
 }
+
+/// A withdrawn document must not be announced: it leaves the notices not yet sent,
+/// and a notice left about nothing is dropped. Run in the withdrawal's transaction.
+/// (A notice already being sent goes out; it names no document anyway.)
+pub fn forget_withdrawn_document(
+    conn: &mut Conn,
+    citizen_id: &str,
+    document_id: &str,
+) -> Result<(), DbError> {
+    let unsent: Vec<String> = notices::table
+        .filter(notices::citizen_id.eq(citizen_id))
+        .filter(notices::state.eq(NoticeState::Pending.as_str()))
+        .select(notices::id)
+        .load(conn)?;
+    if unsent.is_empty() {
+        return Ok(());
+    }
+    diesel::delete(
+        notice_documents::table
+            .filter(notice_documents::document_id.eq(document_id))
+            .filter(notice_documents::notice_id.eq_any(&unsent)),
+    )
+    .execute(conn)?;
+    let still_about_something: Vec<String> = notice_documents::table
+        .filter(notice_documents::notice_id.eq_any(&unsent))
+        .select(notice_documents::notice_id)
+        .load(conn)?;
+    let empty: Vec<&String> = unsent
+        .iter()
+        .filter(|id| !still_about_something.contains(id))
+        .collect();
+    diesel::delete(notices::table.filter(notices::id.eq_any(empty))).execute(conn)?;
+    Ok(())
+}

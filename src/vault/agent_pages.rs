@@ -2,6 +2,8 @@
 //! deliveries within reach (filters, status, notices), and withdraw one. Titles and
 //! recipients never appear here once a document is delivered.
 
+use std::collections::HashMap;
+
 use actix_multipart::{Field, Multipart};
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
@@ -14,6 +16,7 @@ use super::metadata::{safe_content_type, safe_file_name};
 use super::{DocumentError, DocumentId, DocumentState, DocumentStatus, IncomingFile};
 use crate::agents::Role;
 use crate::agents::org_chart::AgentScope;
+use crate::notify::{self, NoticeStatus};
 use crate::state::AppState;
 use crate::tenants::{self, Department};
 use crate::web::agent_session::AgentSession;
@@ -97,9 +100,49 @@ struct DeliveryLine {
     opened: Option<String>,
     withdrawn: Option<String>,
     withdrawal_reason: Option<String>,
+    /// The notices about this document: channel, kind, state, when.
+    notices: Vec<NoticeLine>,
+    /// Some notice was given up: the agent should reach the citizen another way.
+    notice_failed: bool,
 }
 
-fn line(lang: Lang, status: DocumentStatus, departments: &[Department]) -> DeliveryLine {
+/// A notice as the agent's pages show it (never the contact).
+#[derive(Serialize)]
+struct NoticeLine {
+    channel: &'static str,
+    kind: &'static str,
+    state: &'static str,
+    attempts: i32,
+    queued: String,
+    sent: Option<String>,
+    error: Option<String>,
+}
+
+fn notice_line(lang: Lang, notice: NoticeStatus) -> NoticeLine {
+    NoticeLine {
+        channel: notice.channel.as_str(),
+        kind: notice.kind.as_str(),
+        state: notice.state.as_str(),
+        attempts: notice.attempts,
+        queued: format_time(lang, notice.created_at),
+        sent: notice.sent_at.map(|at| format_time(lang, at)),
+        error: notice.last_error,
+    }
+}
+
+fn line(
+    lang: Lang,
+    status: DocumentStatus,
+    departments: &[Department],
+    notices: &mut HashMap<String, Vec<NoticeStatus>>,
+) -> DeliveryLine {
+    let notices: Vec<NoticeLine> = notices
+        .remove(&status.id)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|notice| notice_line(lang, notice))
+        .collect();
+    let notice_failed = notices.iter().any(|notice| notice.state == "dead");
     let department = status
         .department
         .as_deref()
@@ -122,6 +165,8 @@ fn line(lang: Lang, status: DocumentStatus, departments: &[Department]) -> Deliv
         opened: status.first_opened_at.map(|at| format_time(lang, at)),
         withdrawn: status.withdrawn_at.map(|at| format_time(lang, at)),
         withdrawal_reason: status.withdrawal_reason,
+        notices,
+        notice_failed,
     }
 }
 
@@ -149,21 +194,23 @@ async fn list(
     let lang = page.lang;
     let filter = query.parse();
     let who = agent.agent.clone();
-    let (found, departments, categories) = state
+    let (found, mut notices, departments, categories) = state
         .db
         .read(move |conn| -> Result<_, crate::db::DbError> {
             let scope = AgentScope::load(conn, &who)?;
             let found = deliveries::list_deliveries(conn, &scope, &filter)?;
+            let ids: Vec<String> = found.documents.iter().map(|d| d.id.clone()).collect();
+            let notices = notify::notices_for_documents(conn, &ids)?;
             let departments =
                 departments_within(&scope, tenants::list_departments(conn, &who.tenant_id)?);
             let categories = deliveries::visible_categories(conn, &scope)?;
-            Ok((found, departments, categories))
+            Ok((found, notices, departments, categories))
         })
         .await?;
     let lines: Vec<DeliveryLine> = found
         .documents
         .into_iter()
-        .map(|status| line(lang, status, &departments))
+        .map(|status| line(lang, status, &departments, &mut notices))
         .collect();
     let mut context = agent.context(&page);
     context.insert("deliveries", &lines);
@@ -202,17 +249,23 @@ async fn render_detail(
 ) -> Result<HttpResponse, PageError> {
     let lang = page.lang;
     let who = agent.agent.clone();
-    let (status, departments) = state
+    let found = state
         .db
         .read(move |conn| -> Result<_, crate::db::DbError> {
             let scope = AgentScope::load(conn, &who)?;
             let status = deliveries::delivery_status(conn, &scope, &id)?;
-            Ok((status, tenants::list_departments(conn, &who.tenant_id)?))
+            let notices = notify::notices_for_documents(conn, std::slice::from_ref(&id.0))?;
+            Ok((
+                status,
+                notices,
+                tenants::list_departments(conn, &who.tenant_id)?,
+            ))
         })
         .await?;
+    let (status, mut notices, departments) = found;
     let status = status.ok_or_else(|| PageError::not_found(lang))?;
     let mut context = agent.context(page);
-    context.insert("delivery", &line(lang, status, &departments));
+    context.insert("delivery", &line(lang, status, &departments, &mut notices));
     if let Some(message) = message {
         context.insert("message", message);
     }
@@ -412,6 +465,35 @@ async fn deliver(
     mut body: Multipart,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
+    let answer = read_delivery_form(&agent, &page, &state, &mut body).await;
+    // Whatever the answer, read what the browser is still sending (up to about the
+    // size limit) so that it shows the answer instead of a reset connection.
+    drain(
+        &mut body,
+        state.config.limits.max_document_bytes + 64 * 1024,
+    )
+    .await;
+    answer
+}
+
+async fn drain(body: &mut Multipart, limit: u64) {
+    let mut drained: u64 = 0;
+    while let Some(Ok(mut rest)) = body.next().await {
+        while let Some(Ok(chunk)) = rest.next().await {
+            drained += chunk.len() as u64;
+            if drained > limit {
+                return;
+            }
+        }
+    }
+}
+
+async fn read_delivery_form(
+    agent: &AgentSession,
+    page: &Page,
+    state: &AppState,
+    body: &mut Multipart,
+) -> Result<HttpResponse, PageError> {
     agent.require(DELIVERING_ROLES)?;
     let lang = page.lang;
     let mut fields = DeliveryFields::default();
@@ -424,12 +506,8 @@ async fn deliver(
             if !csrf_checked {
                 return Err(PageError::csrf(lang));
             }
-            let outcome = deliver_file(&state, &agent, &fields, &mut field).await;
+            let outcome = deliver_file(state, agent, &fields, &mut field).await;
             drop(field);
-            // Whatever the outcome, read the rest so the browser gets the answer.
-            while let Some(Ok(mut rest)) = body.next().await {
-                while let Some(Ok(_)) = rest.next().await {}
-            }
             return match outcome {
                 Ok(id) => Ok(see_other(&format!("/agent/deliveries/{}", id.0))),
                 Err(error) => {
@@ -444,9 +522,9 @@ async fn deliver(
                     }
                     let message = form_error(lang, &error);
                     render_form(
-                        &agent,
-                        &page,
-                        &state,
+                        agent,
+                        page,
+                        state,
                         &fields,
                         StatusCode::UNPROCESSABLE_ENTITY,
                         Some(message),
@@ -473,9 +551,9 @@ async fn deliver(
         }
     }
     render_form(
-        &agent,
-        &page,
-        &state,
+        agent,
+        page,
+        state,
         &fields,
         StatusCode::UNPROCESSABLE_ENTITY,
         Some(lang.text("deliver-error-no-file")),

@@ -283,6 +283,7 @@ pub fn withdraw_document(
     if changed == 0 {
         return Err(DocumentError::AlreadyWithdrawn);
     }
+    crate::notify::forget_withdrawn_document(conn, &citizen_id, &id.0)?;
     audit::record(
         conn,
         AuditEvent::new(Actor::Agent(agent.id.clone()), "document.withdrawn")
