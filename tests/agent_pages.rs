@@ -113,7 +113,8 @@ async fn every_agent_route_answers_each_role_as_it_should() {
     let member = format!("/agent/admin/agents/{}", agent.agent_id);
     // Pages each role may open (200), or not (403); another tenant's admin reaches the
     // tenant-wide pages of their own tenant but none of this tenant's objects (404).
-    let pages: [(&str, [u16; 5]); 7] = [
+    let pages: [(&str, [u16; 5]); 8] = [
+        ("/agent/bulk", [200, 200, 403, 403, 200]),
         ("/agent", [200, 200, 200, 200, 200]),
         ("/agent/deliveries", [200, 200, 403, 403, 200]),
         ("/agent/deliveries/new", [200, 200, 403, 403, 200]),
@@ -431,4 +432,97 @@ async fn an_admin_manages_agents_and_departments() {
         .await
         .unwrap();
     assert!(!form.contains("value=\"etat-civil\""));
+}
+
+#[tokio::test]
+async fn an_agent_delivers_in_bulk_from_the_browser_and_reads_the_report() {
+    let app = spawn_app().await;
+    app.department("impots").await;
+    let agent = app
+        .agent_browser("agent@mairie.example", Role::Agent, None, &["impots"])
+        .await;
+    let csrf = agent.csrf().await;
+    let manifest = "file;title;category;family_name;given_names;birthdate;birthplace;email\n\
+        a.pdf;Avis A;impots;Martin;Paul;1970-01-02;75056;paul@example.org\n\
+        b.pdf;Avis B;impots;Martin;Luc;02/03/1971;75056;\n\
+        c.pdf;Avis C;impots;Martin;Léa;1972-13-45;75056;\n\
+        d.pdf;Avis D;impots;Martin;Noé;1973-01-01;75056;\n";
+    let form = |csrf: &str| {
+        Form::new()
+            .text("csrf", csrf.to_owned())
+            .part(
+                "manifest",
+                Part::bytes(manifest.as_bytes().to_vec()).file_name("envoi.csv"),
+            )
+            // A file input left empty: no name, no content.
+            .part("archive", Part::bytes(Vec::new()).file_name(""))
+            .part(
+                "file",
+                Part::bytes(document_bytes(2_000, 1)).file_name("a.pdf"),
+            )
+            .part(
+                "file",
+                Part::bytes(document_bytes(2_000, 2)).file_name("b.pdf"),
+            )
+            .part(
+                "file",
+                Part::bytes(document_bytes(2_000, 3)).file_name("c.pdf"),
+            )
+    };
+    let forged = agent
+        .client
+        .post(format!("{}/agent/bulk", agent.base))
+        .multipart(form("forged"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    let started = agent
+        .client
+        .post(format!("{}/agent/bulk", agent.base))
+        .multipart(form(&csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let job = location(&started);
+    let mut finished = false;
+    for _ in 0..100 {
+        let progress: serde_json::Value = agent
+            .get(&format!("{job}/progress"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if progress["finished"] == true {
+            assert_eq!(progress["delivered"], 2);
+            assert_eq!(progress["refused"], 2);
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(finished);
+    let report = agent.get(&job).await.text().await.unwrap();
+    assert!(report.contains("birthdate"), "{report}");
+    assert!(report.contains("/agent/deliveries/"));
+    assert!(!report.contains("Martin") && !report.contains("Avis A"));
+    assert_eq!(app.document_rows().await, 2);
+    let listed = agent.get("/agent/bulk").await.text().await.unwrap();
+    assert!(listed.contains(&job));
+
+    // Without a manifest, the form says so.
+    let empty = agent
+        .client
+        .post(format!("{}/agent/bulk", agent.base))
+        .multipart(
+            Form::new()
+                .text("csrf", csrf.clone())
+                .part("manifest", Part::bytes(Vec::new()).file_name("")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -5,6 +5,7 @@
 pub mod client;
 mod jobs;
 pub mod manifest;
+pub mod pages;
 pub mod staging;
 
 pub use jobs::{

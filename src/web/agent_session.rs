@@ -41,6 +41,11 @@ const AGENT_NAV: &[NavEntry] = &[
         roles: &[Role::Admin, Role::Agent],
     },
     NavEntry {
+        href: "/agent/bulk",
+        key: "agent-nav-bulk",
+        roles: &[Role::Admin, Role::Agent],
+    },
+    NavEntry {
         href: "/agent/admin/agents",
         key: "agent-nav-agents",
         roles: &[Role::Admin],

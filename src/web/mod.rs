@@ -95,6 +95,7 @@ impl Application {
                 .configure(agent_login::configure)
                 .configure(crate::vault::pages::configure)
                 .configure(crate::vault::agent_pages::configure)
+                .configure(crate::bulk::pages::configure)
                 .configure(crate::agents::admin_pages::configure)
                 .configure(move |cfg| {
                     if let Some(idp) = demo_idp {

@@ -22,7 +22,7 @@ fluent_templates::static_loader! {
 
 const LANG_COOKIE: &str = "eg_lang";
 
-const TEMPLATES: [(&str, &str); 18] = [
+const TEMPLATES: [(&str, &str); 20] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("vault.html", include_str!("../../templates/vault.html")),
@@ -82,6 +82,14 @@ const TEMPLATES: [(&str, &str); 18] = [
     (
         "demo_outbox.html",
         include_str!("../../templates/demo_outbox.html"),
+    ),
+    (
+        "agent_bulk.html",
+        include_str!("../../templates/agent_bulk.html"),
+    ),
+    (
+        "agent_bulk_job.html",
+        include_str!("../../templates/agent_bulk_job.html"),
     ),
 ];
 

@@ -14,6 +14,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(home))
         .route("/static/app.css", web::get().to(stylesheet))
         .route("/static/favicon.svg", web::get().to(icon))
+        .route(
+            "/static/bulk-progress.js",
+            web::get().to(bulk_progress_script),
+        )
         .route("/favicon.ico", web::get().to(icon));
 }
 
@@ -60,6 +64,13 @@ async fn stylesheet() -> HttpResponse {
         .insert_header((CONTENT_TYPE, "text/css; charset=utf-8"))
         .insert_header((CACHE_CONTROL, "public, max-age=3600"))
         .body(include_str!("../../static/app.css"))
+}
+
+async fn bulk_progress_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .insert_header((CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../../static/bulk-progress.js"))
 }
 
 async fn icon() -> HttpResponse {
