@@ -150,6 +150,7 @@ admin-active = active
 admin-disabled = disabled
 admin-archived = archived
 admin-disable = Disable this account (the agent is logged out and can no longer log in)
+admin-login-help = This agent logs in with the agents' identity provider (ProConnect) when one is configured, or with a password and a second factor: the IT team sets the first password on the server (eguichet agent password) and the agent enrols their authenticator app at the first login.
 admin-save = Save
 admin-new-agent = Add an agent
 admin-create-agent = Create the account

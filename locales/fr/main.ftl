@@ -150,6 +150,7 @@ admin-active = actif
 admin-disabled = désactivé
 admin-archived = archivé
 admin-disable = Désactiver ce compte (l'agent est déconnecté et ne peut plus se connecter)
+admin-login-help = Cet agent se connecte avec le fournisseur d'identité des agents (ProConnect) s'il est configuré, ou avec un mot de passe et un second facteur : l'équipe informatique définit le mot de passe initial sur le serveur (eguichet agent password), l'agent enregistre son application d'authentification à la première connexion.
 admin-save = Enregistrer
 admin-new-agent = Ajouter un agent
 admin-create-agent = Créer le compte
