@@ -18,6 +18,7 @@ pub mod storage;
 pub mod telemetry;
 pub mod tenants;
 pub mod vault;
+pub mod vouchers;
 pub mod web;
 
 /// The current UTC time, truncated to microseconds: both engines store that

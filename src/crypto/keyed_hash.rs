@@ -17,6 +17,8 @@ pub enum HashDomain {
     DeliveryRequest,
     /// An agent's recovery code (with the agent's id).
     RecoveryCode,
+    /// A voucher code (the database keeps only this hash).
+    VoucherCode,
 }
 
 impl HashDomain {
@@ -26,6 +28,7 @@ impl HashDomain {
             Self::NationalRegisterNumber => b"eguichet/nrn/v1",
             Self::DeliveryRequest => b"eguichet/delivery-request/v1",
             Self::RecoveryCode => b"eguichet/recovery-code/v1",
+            Self::VoucherCode => b"eguichet/voucher-code/v1",
         }
     }
 }
