@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::agent_session::{AGENT_SESSION_COOKIE, AgentSession};
 use super::login::{
     CallbackQuery, LogoutCallbackQuery, browser_value, consume_returning_flow, login_failed,
-    remember_flow,
+    redirect_to_provider, remember_flow, verify_provider_return,
 };
 use super::page::{Lang, Message, Page, PageError};
 use super::session::AuthState;
@@ -26,7 +26,6 @@ use crate::agents::{Agent, login::ProviderLoginRefusal};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::relying_party::LoginError;
 use crate::auth::sessions::{self, BROWSER_COOKIE, FlowPurpose};
-use crate::config::Audience;
 use crate::state::AppState;
 
 /// The half-logged-in state between password and code.
@@ -462,29 +461,15 @@ async fn start_provider_login(
     state: web::Data<AppState>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, PageError> {
-    let provider = auth
-        .providers
-        .get(&path)
-        .filter(|provider| provider.audience() == Audience::Agent)
-        .ok_or_else(|| PageError::not_found(page.lang))?;
-    let redirect = provider
-        .authorization_redirect()
-        .await
-        .map_err(|error| login_failed(page.lang, &error))?;
-    let browser = browser_value(&request);
-    remember_flow(
+    redirect_to_provider(
+        &request,
+        &page,
+        &path,
         &state,
+        &auth,
         FlowPurpose::AgentLogin,
-        &redirect.state,
-        &browser,
-        provider.id(),
-        &redirect.nonce,
     )
-    .await?;
-    Ok(HttpResponse::SeeOther()
-        .insert_header((LOCATION, redirect.url.to_string()))
-        .cookie(auth.cookie(BROWSER_COOKIE, browser))
-        .finish())
+    .await
 }
 
 async fn finish_provider_login(
@@ -496,43 +481,19 @@ async fn finish_provider_login(
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, PageError> {
     let lang = page.lang;
-    let invalid_state = || login_failed(lang, &LoginError::InvalidState);
-    let provider = auth
-        .providers
-        .get(&path)
-        .filter(|provider| provider.audience() == Audience::Agent)
-        .ok_or_else(|| PageError::not_found(lang))?;
-    let flow = consume_returning_flow(
+    let login = verify_provider_return(
         &request,
-        &state,
-        FlowPurpose::AgentLogin,
-        &query.state,
         lang,
+        &path,
+        &query,
+        &state,
+        &auth,
+        FlowPurpose::AgentLogin,
     )
-    .await?
-    .filter(|flow| flow.provider_id == provider.id())
-    .ok_or_else(invalid_state)?;
-    if let Some(error) = &query.error {
-        let refused = LoginError::ProviderRefused {
-            error: error.chars().take(100).collect(),
-            description: query
-                .error_description
-                .as_deref()
-                .unwrap_or_default()
-                .chars()
-                .take(300)
-                .collect(),
-        };
-        return Err(login_failed(lang, &refused));
-    }
-    let code = query.code.as_deref().ok_or_else(invalid_state)?;
-    let login = provider
-        .complete_login(code, &flow.nonce)
-        .await
-        .map_err(|error| login_failed(lang, &error))?;
+    .await?;
     let policy = auth.agent_policy;
     let second_factor = auth.agent_second_factor;
-    let provider_id = provider.id().to_owned();
+    let provider_id = path.into_inner();
     let opened = state
         .db
         .write(move |conn| -> Result<_, crate::db::DbError> {

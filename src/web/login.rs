@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::page::{Lang, Message, Page, PageError};
 use super::session::AuthState;
 use crate::audit::{self, Actor, AuditEvent};
-use crate::auth::relying_party::LoginError;
+use crate::auth::relying_party::{LoginError, VerifiedLogin};
 use crate::auth::sessions::{
     self, BROWSER_COOKIE, EndedSession, FlowPurpose, SESSION_COOKIE, SessionKind,
 };
@@ -76,19 +76,32 @@ async fn start_login(
     state: web::Data<AppState>,
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, PageError> {
+    redirect_to_provider(&request, &page, &path, &state, &auth, FlowPurpose::Login).await
+}
+
+/// Sends the browser to the provider `provider_id` (which must serve the audience of
+/// `purpose`), remembering the flow's state and nonce for its return.
+pub(super) async fn redirect_to_provider(
+    request: &HttpRequest,
+    page: &Page,
+    provider_id: &str,
+    state: &AppState,
+    auth: &AuthState,
+    purpose: FlowPurpose,
+) -> Result<HttpResponse, PageError> {
     let provider = auth
         .providers
-        .get(&path)
-        .filter(|provider| provider.audience() == Audience::Citizen)
+        .get(provider_id)
+        .filter(|provider| provider.audience() == audience_of(purpose))
         .ok_or_else(|| PageError::not_found(page.lang))?;
     let redirect = provider
         .authorization_redirect()
         .await
         .map_err(|error| login_failed(page.lang, &error))?;
-    let browser = browser_value(&request);
+    let browser = browser_value(request);
     remember_flow(
-        &state,
-        FlowPurpose::Login,
+        state,
+        purpose,
         &redirect.state,
         &browser,
         provider.id(),
@@ -99,6 +112,54 @@ async fn start_login(
         .insert_header((LOCATION, redirect.url.to_string()))
         .cookie(auth.cookie(BROWSER_COOKIE, browser))
         .finish())
+}
+
+fn audience_of(purpose: FlowPurpose) -> Audience {
+    match purpose {
+        FlowPurpose::AgentLogin | FlowPurpose::AgentLogout => Audience::Agent,
+        FlowPurpose::Login | FlowPurpose::Logout => Audience::Citizen,
+    }
+}
+
+/// Checks a provider's return to `/…/{id}/callback` (our state, this browser, no
+/// error) and exchanges the code: the verified login, or the page saying why not.
+pub(super) async fn verify_provider_return(
+    request: &HttpRequest,
+    lang: Lang,
+    provider_id: &str,
+    query: &CallbackQuery,
+    state: &AppState,
+    auth: &AuthState,
+    purpose: FlowPurpose,
+) -> Result<VerifiedLogin, PageError> {
+    let invalid_state = || login_failed(lang, &LoginError::InvalidState);
+    let provider = auth
+        .providers
+        .get(provider_id)
+        .filter(|provider| provider.audience() == audience_of(purpose))
+        .ok_or_else(|| PageError::not_found(lang))?;
+    let flow = consume_returning_flow(request, state, purpose, &query.state, lang)
+        .await?
+        .filter(|flow| flow.provider_id == provider.id())
+        .ok_or_else(invalid_state)?;
+    if let Some(error) = &query.error {
+        let refused = LoginError::ProviderRefused {
+            error: error.chars().take(100).collect(),
+            description: query
+                .error_description
+                .as_deref()
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect(),
+        };
+        return Err(login_failed(lang, &refused));
+    }
+    let code = query.code.as_deref().ok_or_else(invalid_state)?;
+    provider
+        .complete_login(code, &flow.nonce)
+        .await
+        .map_err(|error| login_failed(lang, &error))
 }
 
 #[derive(Deserialize)]
@@ -118,39 +179,20 @@ async fn finish_login(
     auth: web::Data<AuthState>,
 ) -> Result<HttpResponse, PageError> {
     let lang = page.lang;
-    let invalid_state = || login_failed(lang, &LoginError::InvalidState);
-    let provider = auth
-        .providers
-        .get(&path)
-        .filter(|provider| provider.audience() == Audience::Citizen)
-        .ok_or_else(|| PageError::not_found(lang))?;
-    let flow = consume_returning_flow(&request, &state, FlowPurpose::Login, &query.state, lang)
-        .await?
-        .filter(|flow| flow.provider_id == provider.id())
-        .ok_or_else(invalid_state)?;
-
-    if let Some(error) = &query.error {
-        let refused = LoginError::ProviderRefused {
-            error: error.chars().take(100).collect(),
-            description: query
-                .error_description
-                .as_deref()
-                .unwrap_or_default()
-                .chars()
-                .take(300)
-                .collect(),
-        };
-        return Err(login_failed(lang, &refused));
-    }
-    let code = query.code.as_deref().ok_or_else(invalid_state)?;
-    let login = provider
-        .complete_login(code, &flow.nonce)
-        .await
-        .map_err(|error| login_failed(lang, &error))?;
+    let login = verify_provider_return(
+        &request,
+        lang,
+        &path,
+        &query,
+        &state,
+        &auth,
+        FlowPurpose::Login,
+    )
+    .await?;
 
     let keys = state.keys.clone();
     let policy = auth.policy;
-    let provider_id = provider.id().to_owned();
+    let provider_id = path.into_inner();
     let opened = state
         .db
         .write(move |conn| -> Result<_, PageError> {
