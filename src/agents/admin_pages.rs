@@ -2,7 +2,6 @@
 //! departments (create, rename, archive). Every change is audited by the services.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +11,7 @@ use crate::audit::Actor;
 use crate::state::AppState;
 use crate::tenants::{self, Department, Slug, TenantError};
 use crate::web::agent_session::AgentSession;
+use crate::web::page::see_other;
 use crate::web::page::{Page, PageError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -52,12 +52,6 @@ fn agent_line(agent: AgentListing, departments: &[Department]) -> AgentLine {
         agent,
         departments: names,
     }
-}
-
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((LOCATION, location.to_owned()))
-        .finish()
 }
 
 /// Form fields that may repeat (department checkboxes) arrive as a list of pairs.

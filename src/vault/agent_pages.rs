@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use actix_multipart::{Field, Multipart};
 use actix_web::http::StatusCode;
-use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -20,6 +19,7 @@ use crate::notify::{self, NoticeStatus};
 use crate::state::AppState;
 use crate::tenants::{self, Department};
 use crate::web::agent_session::AgentSession;
+use crate::web::page::see_other;
 use crate::web::page::{Lang, Page, PageError};
 
 /// Who may deliver and follow deliveries.
@@ -321,12 +321,6 @@ async fn withdraw(
         }
         Err(other) => Err(PageError::internal(lang, other)),
     }
-}
-
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((LOCATION, location.to_owned()))
-        .finish()
 }
 
 /// What the agent typed in the delivery form, kept to fill it again after an error

@@ -16,6 +16,7 @@ use super::login::{
     CallbackQuery, LogoutCallbackQuery, browser_value, consume_returning_flow, login_failed,
     redirect_to_provider, remember_flow, verify_provider_return,
 };
+use super::page::see_other;
 use super::page::{Lang, Message, Page, PageError};
 use super::session::AuthState;
 use crate::agents::credentials::{self, NewPassword, RecoveryCode, TotpSecret};
@@ -95,12 +96,6 @@ fn check_form_token(request: &HttpRequest, submitted: &str, lang: Lang) -> Resul
 
 fn client_address(request: &HttpRequest) -> Option<std::net::IpAddr> {
     request.peer_addr().map(|address| address.ip())
-}
-
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((LOCATION, location.to_owned()))
-        .finish()
 }
 
 /// A provider button on the login page.

@@ -7,6 +7,7 @@ use actix_web::http::header::{CLEAR_SITE_DATA, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use super::page::see_other;
 use super::page::{Lang, Message, Page, PageError};
 use super::session::AuthState;
 use crate::audit::{self, Actor, AuditEvent};
@@ -395,10 +396,4 @@ fn logged_out_page(page: &Page) -> HttpResponse {
         actix_web::http::header::HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""),
     );
     response
-}
-
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((LOCATION, location.to_owned()))
-        .finish()
 }

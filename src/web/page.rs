@@ -441,6 +441,13 @@ impl From<crate::db::DbError> for PageError {
     }
 }
 
+/// A redirect after a form or a login step (303: the browser follows with a GET).
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, location.to_owned()))
+        .finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
