@@ -338,9 +338,10 @@ pub fn write_mail_merge_csv<'a, W: Write>(
             let text = letter.address.get(line).map_or("", String::as_str);
             record.push(neutralise_formula(text));
         }
+        // The code starts with a letter or a digit: nothing to neutralise.
         record.push(Cow::Borrowed(&allotment));
-        record.push(neutralise_formula(&grouped));
-        record.push(neutralise_formula(letter.code.as_str()));
+        record.push(Cow::Borrowed(&grouped));
+        record.push(Cow::Borrowed(letter.code.as_str()));
         writer.write_record(record.iter().map(|field| field.as_bytes()))?;
         rows += 1;
     }
@@ -383,10 +384,8 @@ fn deflate(data: &[u8]) -> io::Result<Vec<u8>> {
 struct PdfStream<W: Write> {
     out: BufWriter<W>,
     position: u64,
-    /// By object number minus one; `None` until written.
+    /// By object number minus one; `None` from `reserve` until written.
     offsets: Vec<Option<u64>>,
-    /// Reserved by `reserve`, filled by the next `object` call.
-    pending: Vec<Ref>,
 }
 
 impl<W: Write> PdfStream<W> {
@@ -399,15 +398,12 @@ impl<W: Write> PdfStream<W> {
             out,
             position: header.len() as u64,
             offsets: Vec::new(),
-            pending: Vec::new(),
         })
     }
 
     fn reserve(&mut self) -> Ref {
         self.offsets.push(None);
-        let id = Ref::new(i32::try_from(self.offsets.len()).unwrap_or(i32::MAX));
-        self.pending.push(id);
-        id
+        Ref::new(i32::try_from(self.offsets.len()).unwrap_or(i32::MAX))
     }
 
     /// Writes the objects `write` puts into a fresh chunk. Each chunk holds one object,
@@ -426,14 +422,13 @@ impl<W: Write> PdfStream<W> {
                 io::Error::other("a PDF object was written without a reserved number")
             })?;
         *slot = Some(self.position);
-        self.pending.retain(|pending| *pending != id);
         self.out.write_all(chunk.as_bytes())?;
         self.position += chunk.len() as u64;
         Ok(())
     }
 
     fn finish(mut self, catalog: Ref, info: Ref) -> io::Result<W> {
-        if !self.pending.is_empty() {
+        if self.offsets.iter().any(Option::is_none) {
             return Err(io::Error::other("a reserved PDF object was never written"));
         }
         let mut table = String::with_capacity(64 + 20 * self.offsets.len());
@@ -521,6 +516,8 @@ struct Glyph {
     id: u16,
     /// In thousandths of the font size, the unit of PDF font widths.
     advance: f32,
+    /// The character the glyph shows: `?` stands in for one the font lacks.
+    shows: char,
 }
 
 /// One font as used by a document: glyph lookups are cached once per character, and
@@ -567,16 +564,22 @@ impl EmbeddedFont {
             return *glyph;
         }
         // A character the font lacks shows as "?" rather than as an empty box.
-        let id = self
-            .face
-            .glyph_index(c)
-            .or_else(|| self.face.glyph_index('?'))
-            .unwrap_or(ttf_parser::GlyphId(0));
+        let (id, shows) = match self.face.glyph_index(c) {
+            Some(id) => (id, c),
+            None => (
+                self.face.glyph_index('?').unwrap_or(ttf_parser::GlyphId(0)),
+                '?',
+            ),
+        };
         let advance = self
             .face
             .glyph_hor_advance(id)
             .map_or(0.0, |advance| f32::from(advance) * self.scale);
-        let glyph = Glyph { id: id.0, advance };
+        let glyph = Glyph {
+            id: id.0,
+            advance,
+            shows,
+        };
         self.glyphs.insert(c, glyph);
         glyph
     }
@@ -592,7 +595,7 @@ impl EmbeddedFont {
             let glyph = self.glyph(c);
             let cid = self.remapper.remap(glyph.id);
             if usize::from(cid) == self.used.len() {
-                self.used.push((glyph.advance, Some(c)));
+                self.used.push((glyph.advance, Some(glyph.shows)));
             }
             out.extend_from_slice(&cid.to_be_bytes());
         }
@@ -703,38 +706,36 @@ impl EmbeddedFont {
 fn wrap(font: &mut EmbeddedFont, text: &str, size: f32, width: f32) -> Vec<String> {
     let space = font.width(" ", size);
     let mut lines = Vec::new();
-    for paragraph in text.split('\n') {
-        let mut line = String::new();
-        let mut line_width = 0.0;
-        for word in paragraph.split(' ').filter(|word| !word.is_empty()) {
-            let word_width = font.width(word, size);
-            if !line.is_empty() && line_width + space + word_width <= width {
-                line.push(' ');
-                line.push_str(word);
-                line_width += space + word_width;
-                continue;
-            }
-            if !line.is_empty() {
-                lines.push(std::mem::take(&mut line));
-            }
-            if word_width <= width {
-                line.push_str(word);
-                line_width = word_width;
-                continue;
-            }
-            line_width = 0.0;
-            for c in word.chars() {
-                let c_width = font.glyph(c).advance * size / 1000.0;
-                if !line.is_empty() && line_width + c_width > width {
-                    lines.push(std::mem::take(&mut line));
-                    line_width = 0.0;
-                }
-                line.push(c);
-                line_width += c_width;
-            }
+    let mut line = String::new();
+    let mut line_width = 0.0;
+    for word in text.split(' ').filter(|word| !word.is_empty()) {
+        let word_width = font.width(word, size);
+        if !line.is_empty() && line_width + space + word_width <= width {
+            line.push(' ');
+            line.push_str(word);
+            line_width += space + word_width;
+            continue;
         }
-        lines.push(line);
+        if !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+        }
+        if word_width <= width {
+            line.push_str(word);
+            line_width = word_width;
+            continue;
+        }
+        line_width = 0.0;
+        for c in word.chars() {
+            let c_width = font.glyph(c).advance * size / 1000.0;
+            if !line.is_empty() && line_width + c_width > width {
+                lines.push(std::mem::take(&mut line));
+                line_width = 0.0;
+            }
+            line.push(c);
+            line_width += c_width;
+        }
     }
+    lines.push(line);
     lines
 }
 
@@ -1447,6 +1448,18 @@ mod tests {
             assert!(fonts.bold.width(line, 14.0) <= mm(40.0), "{line}");
         }
         assert_eq!(lines.concat(), word);
+    }
+
+    #[test]
+    fn text_is_composed_and_missing_characters_show_as_question_marks() {
+        assert_eq!(clean("Le\u{301}ve\tre"), "Léve re");
+        assert!(matches!(clean("Lévêque"), Cow::Borrowed(_)));
+        let mut fonts = Fonts::load().unwrap();
+        assert_eq!(fonts.regular.glyph('é').shows, 'é');
+        assert_eq!(fonts.regular.glyph('漢').shows, '?');
+        let mut encoded = Vec::new();
+        fonts.regular.encode("漢?", &mut encoded);
+        assert_eq!(encoded[..2], encoded[2..]);
     }
 
     /// Every line of the campaign and of the household stays inside the page margins.
