@@ -381,6 +381,13 @@ pub struct LimitsConfig {
     /// Largest upload of one bulk job, all files or the archive together (default 20 GiB).
     #[serde(default = "default_max_bulk_upload_bytes")]
     pub max_bulk_upload_bytes: u64,
+    /// Voucher scans that match no code (unknown or mistyped) a distributor may make
+    /// within `failed_scan_window_minutes` before scanning is paused (default 20).
+    #[serde(default = "default_max_failed_scans")]
+    pub max_failed_scans: u32,
+    /// The window of that count, in minutes (default 10).
+    #[serde(default = "default_failed_scan_window_minutes")]
+    pub failed_scan_window_minutes: u32,
 }
 
 impl Default for LimitsConfig {
@@ -390,6 +397,8 @@ impl Default for LimitsConfig {
             max_manifest_bytes: default_max_manifest_bytes(),
             max_manifest_lines: default_max_manifest_lines(),
             max_bulk_upload_bytes: default_max_bulk_upload_bytes(),
+            max_failed_scans: default_max_failed_scans(),
+            failed_scan_window_minutes: default_failed_scan_window_minutes(),
         }
     }
 }
@@ -414,6 +423,14 @@ fn default_max_manifest_lines() -> usize {
 
 fn default_max_bulk_upload_bytes() -> u64 {
     20 * 1024 * 1024 * 1024
+}
+
+fn default_max_failed_scans() -> u32 {
+    20
+}
+
+fn default_failed_scan_window_minutes() -> u32 {
+    10
 }
 
 /// The tenant created on first start.

@@ -4,6 +4,7 @@
 mod auth;
 mod bulk_jobs;
 mod documents;
+mod vouchers;
 
 use actix_web::{HttpResponse, web};
 use utoipa::OpenApi;
@@ -15,14 +16,15 @@ pub use auth::ApiAgent;
 #[openapi(
     info(
         title = "e-guichet API",
-        description = "Deliver documents into citizens' encrypted vaults and follow them."
+        description = "Deliver documents into citizens' encrypted vaults and follow them; redeem vouchers at distribution sites."
     ),
     paths(
         documents::deliver_document,
         documents::document_status,
         documents::withdraw_document,
         bulk_jobs::start_bulk_job,
-        bulk_jobs::bulk_job_report
+        bulk_jobs::bulk_job_report,
+        vouchers::redeem
     ),
     components(schemas(
         crate::error::ErrorBody,
@@ -41,6 +43,8 @@ pub use auth::ApiAgent;
         crate::bulk::JobState,
         crate::bulk::LineReport,
         crate::bulk::LineState,
+        vouchers::RedemptionRequest,
+        vouchers::RedemptionBody,
     )),
     modifiers(&BearerToken),
 )]
@@ -77,6 +81,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .route("/bulk-jobs", web::post().to(bulk_jobs::start_bulk_job))
             .route("/bulk-jobs/{id}", web::get().to(bulk_jobs::bulk_job_report))
+            .route(
+                "/voucher-sites/{site}/redemptions",
+                web::post().to(vouchers::redeem),
+            )
             .default_service(web::to(unknown_route)),
     );
 }

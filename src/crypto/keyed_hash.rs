@@ -19,6 +19,10 @@ pub enum HashDomain {
     RecoveryCode,
     /// A voucher code (the database keeps only this hash).
     VoucherCode,
+    /// A household reference within a voucher campaign (with the campaign's id).
+    VoucherHousehold,
+    /// The id a scanning device keeps in a cookie.
+    ScanDevice,
 }
 
 impl HashDomain {
@@ -29,6 +33,8 @@ impl HashDomain {
             Self::DeliveryRequest => b"eguichet/delivery-request/v1",
             Self::RecoveryCode => b"eguichet/recovery-code/v1",
             Self::VoucherCode => b"eguichet/voucher-code/v1",
+            Self::VoucherHousehold => b"eguichet/voucher-household/v1",
+            Self::ScanDevice => b"eguichet/scan-device/v1",
         }
     }
 }

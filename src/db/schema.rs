@@ -241,6 +241,66 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    voucher_campaigns (id) {
+        id -> Text,
+        tenant_id -> Text,
+        name -> Text,
+        item -> Text,
+        default_allotment -> Integer,
+        starts_on -> Date,
+        ends_on -> Date,
+        created_by -> Text,
+        created_at -> Timestamp,
+        closed_at -> Nullable<Timestamp>,
+        closed_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    voucher_sites (id) {
+        id -> Text,
+        campaign_id -> Text,
+        name -> Text,
+        address -> Text,
+        opening_hours -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    vouchers (id) {
+        id -> Text,
+        campaign_id -> Text,
+        code_hash -> Text,
+        household_hash -> Text,
+        allotment -> Integer,
+        issued_by -> Text,
+        issued_at -> Timestamp,
+        citizen_id -> Nullable<Text>,
+        sealed_code -> Nullable<Binary>,
+        revoked_at -> Nullable<Timestamp>,
+        revoked_by -> Nullable<Text>,
+        replaced_by -> Nullable<Text>,
+        redeemed_at -> Nullable<Timestamp>,
+        redeemed_site_id -> Nullable<Text>,
+        redeemed_by -> Nullable<Text>,
+        identity_checked -> Nullable<Bool>,
+        redeemed_device -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    voucher_scan_failures (id) {
+        id -> Text,
+        tenant_id -> Text,
+        agent_id -> Text,
+        campaign_id -> Nullable<Text>,
+        reason -> Text,
+        at -> Timestamp,
+    }
+}
+
 diesel::joinable!(departments -> tenants (tenant_id));
 diesel::joinable!(agents -> tenants (tenant_id));
 diesel::joinable!(api_tokens -> agents (agent_id));
@@ -256,6 +316,9 @@ diesel::joinable!(notice_documents -> notices (notice_id));
 diesel::joinable!(notice_documents -> documents (document_id));
 diesel::joinable!(notices -> tenants (tenant_id));
 diesel::joinable!(bulk_job_lines -> bulk_jobs (job_id));
+diesel::joinable!(voucher_campaigns -> tenants (tenant_id));
+diesel::joinable!(voucher_sites -> voucher_campaigns (campaign_id));
+diesel::joinable!(vouchers -> voucher_campaigns (campaign_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
@@ -278,4 +341,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     bulk_jobs,
     bulk_job_lines,
+    voucher_campaigns,
+    voucher_sites,
+    vouchers,
+    voucher_scan_failures,
 );

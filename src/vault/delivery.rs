@@ -226,7 +226,7 @@ async fn resolve_department(
 }
 
 /// Finds or creates the citizen the agent named; returns them and how they were named.
-async fn resolve_recipient(
+pub(crate) async fn resolve_recipient(
     state: &AppState,
     recipient: &Recipient,
 ) -> Result<(CitizenKey, String), DocumentError> {

@@ -11,10 +11,11 @@ mod sweep;
 
 use serde::Serialize;
 
+pub(crate) use delivery::resolve_recipient;
 pub use delivery::{
     Delivered, IdempotencyKey, IncomingFile, SealedMetadata, Upload, begin_delivery,
 };
-pub use metadata::{DeliveryMetadata, MetadataError};
+pub use metadata::{DeliveryMetadata, MetadataError, Recipient};
 pub use reading::{OpenedDocument, open_document, read_to_vec};
 pub use sweep::{ORPHAN_GRACE, sweep_orphan_payloads};
 

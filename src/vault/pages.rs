@@ -12,7 +12,10 @@ use crate::citizens::{self, Channel, NotificationContacts};
 use crate::crypto::unseal;
 use crate::db::schema::{departments, documents, tenants};
 use crate::state::AppState;
+use crate::vouchers::pages::collected_when_where;
+use crate::vouchers::vault::{HeldState, HeldVoucher, held_vouchers};
 use crate::web::page::{Lang, Page, PageError};
+use crate::web::qr::qr_svg;
 use crate::web::session::CitizenSession;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -145,9 +148,76 @@ async fn vault_list(
                 .collect()
         })
         .await?;
+    let (citizen_id, keys) = (citizen.citizen_id().to_owned(), state.keys.clone());
+    let held = state
+        .db
+        .read(move |conn| held_vouchers(conn, &keys.master, &citizen_id))
+        .await
+        .map_err(|error| PageError::internal(lang, error))?;
+    let (to_collect, done) = voucher_views(lang, held);
     let mut context = citizen.context(&page);
     context.insert("documents", &lines);
+    context.insert("vouchers_to_collect", &to_collect);
+    context.insert("vouchers_done", &done);
     Ok(page.render(StatusCode::OK, "vault.html", &context))
+}
+
+/// A voucher still to collect, as the vault page shows it.
+#[derive(Serialize)]
+struct VoucherToCollect {
+    campaign: String,
+    commune: String,
+    item: String,
+    allotment: i32,
+    dates: String,
+    sites: Vec<crate::vouchers::campaigns::Site>,
+    code: String,
+    qr_svg: String,
+}
+
+/// A voucher collected (or whose campaign closed): one line.
+#[derive(Serialize)]
+struct VoucherDone {
+    campaign: String,
+    commune: String,
+    state: String,
+}
+
+/// Splits the citizen's vouchers into those to collect (with their QR code) and the
+/// others, which no longer show a code.
+fn voucher_views(lang: Lang, held: Vec<HeldVoucher>) -> (Vec<VoucherToCollect>, Vec<VoucherDone>) {
+    let day = |date: chrono::NaiveDate| match lang {
+        Lang::Fr => date.format("%d/%m/%Y").to_string(),
+        Lang::En => date.format("%Y-%m-%d").to_string(),
+    };
+    let mut to_collect = Vec::new();
+    let mut done = Vec::new();
+    for voucher in held {
+        match voucher.state {
+            HeldState::ToCollect(code) => to_collect.push(VoucherToCollect {
+                qr_svg: qr_svg(code.as_str(), &lang.text("vault-voucher-qr-label"))
+                    .unwrap_or_default(),
+                code: code.grouped(),
+                dates: format!("{} – {}", day(voucher.starts_on), day(voucher.ends_on)),
+                campaign: voucher.campaign,
+                commune: voucher.commune,
+                item: voucher.item,
+                allotment: voucher.allotment,
+                sites: voucher.sites,
+            }),
+            HeldState::Collected { at, site } => done.push(VoucherDone {
+                state: collected_when_where(lang, at, &site),
+                campaign: voucher.campaign,
+                commune: voucher.commune,
+            }),
+            HeldState::Closed => done.push(VoucherDone {
+                state: lang.text("vault-voucher-closed"),
+                campaign: voucher.campaign,
+                commune: voucher.commune,
+            }),
+        }
+    }
+    (to_collect, done)
 }
 
 async fn download(

@@ -6,8 +6,6 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CLEAR_SITE_DATA, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
-use qrcode::QrCode;
-use qrcode::render::svg;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +16,7 @@ use super::login::{
 };
 use super::page::see_other;
 use super::page::{Lang, Message, Page, PageError};
+use super::qr::qr_svg;
 use super::session::AuthState;
 use crate::agents::credentials::{self, NewPassword, RecoveryCode, TotpSecret};
 use crate::agents::login::{
@@ -299,23 +298,6 @@ async fn submit_code(
         CodeOutcome::NotEnrolled => Ok(see_other("/agent/login/enrol")),
         CodeOutcome::Expired | CodeOutcome::AlreadyEnrolled => Err(start_again(page.lang)),
     }
-}
-
-/// The QR code of an `otpauth://` URL as inline SVG (no script, no style: CSP-safe).
-fn qr_svg(text: &str, label: &str) -> Option<String> {
-    let code = QrCode::new(text.as_bytes()).ok()?;
-    let image = code
-        .render::<svg::Color>()
-        .min_dimensions(220, 220)
-        .quiet_zone(true)
-        .build();
-    let start = image.find("<svg")?;
-    let label = tera::escape_html(label);
-    Some(image[start..].replacen(
-        "<svg ",
-        &format!("<svg role=\"img\" aria-label=\"{label}\" class=\"qr\" "),
-        1,
-    ))
 }
 
 fn render_enrolment(

@@ -46,6 +46,16 @@ const AGENT_NAV: &[NavEntry] = &[
         roles: &[Role::Admin, Role::Agent],
     },
     NavEntry {
+        href: "/agent/vouchers",
+        key: "agent-nav-vouchers",
+        roles: &[Role::Admin, Role::Agent],
+    },
+    NavEntry {
+        href: "/agent/scan",
+        key: "agent-nav-scan",
+        roles: &[Role::Admin, Role::Agent, Role::Distributor],
+    },
+    NavEntry {
         href: "/agent/admin/agents",
         key: "agent-nav-agents",
         roles: &[Role::Admin],

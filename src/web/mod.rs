@@ -9,6 +9,7 @@ mod login;
 mod middleware;
 pub mod page;
 mod pages;
+pub mod qr;
 pub mod session;
 
 use std::net::{SocketAddr, TcpListener};
@@ -97,6 +98,8 @@ impl Application {
                 .configure(crate::vault::agent_pages::configure)
                 .configure(crate::bulk::pages::configure)
                 .configure(crate::agents::admin_pages::configure)
+                .configure(crate::vouchers::pages::configure)
+                .configure(crate::vouchers::scan_pages::configure)
                 .configure(move |cfg| {
                     if let Some(idp) = demo_idp {
                         idp.configure(cfg);

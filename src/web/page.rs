@@ -22,7 +22,7 @@ fluent_templates::static_loader! {
 
 const LANG_COOKIE: &str = "eg_lang";
 
-const TEMPLATES: [(&str, &str); 20] = [
+const TEMPLATES: [(&str, &str); 24] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("vault.html", include_str!("../../templates/vault.html")),
@@ -90,6 +90,22 @@ const TEMPLATES: [(&str, &str); 20] = [
     (
         "agent_bulk_job.html",
         include_str!("../../templates/agent_bulk_job.html"),
+    ),
+    (
+        "agent_campaigns.html",
+        include_str!("../../templates/agent_campaigns.html"),
+    ),
+    (
+        "agent_campaign.html",
+        include_str!("../../templates/agent_campaign.html"),
+    ),
+    (
+        "agent_scan_sites.html",
+        include_str!("../../templates/agent_scan_sites.html"),
+    ),
+    (
+        "agent_scan.html",
+        include_str!("../../templates/agent_scan.html"),
     ),
 ];
 

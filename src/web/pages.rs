@@ -1,5 +1,5 @@
-//! The public front page (login buttons, FranceConnect first), the stylesheet and the
-//! icon (browsers ask for `/favicon.ico` on every site; a 404 there is a console error).
+//! The public front page (login buttons, FranceConnect first), the stylesheet, the
+//! scripts and the icon (browsers ask for `/favicon.ico` on every site; a 404 there is a console error).
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
@@ -16,7 +16,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/static/favicon.svg", web::get().to(icon))
         .route(
             "/static/bulk-progress.js",
-            web::get().to(bulk_progress_script),
+            web::get().to(|| script(include_str!("../../static/bulk-progress.js"))),
+        )
+        .route(
+            "/static/scan.js",
+            web::get().to(|| script(include_str!("../../static/scan.js"))),
+        )
+        .route(
+            "/static/vendor/jsQR.js",
+            web::get().to(|| script(include_str!("../../static/vendor/jsQR.js"))),
         )
         .route("/favicon.ico", web::get().to(icon));
 }
@@ -66,11 +74,13 @@ async fn stylesheet() -> HttpResponse {
         .body(include_str!("../../static/app.css"))
 }
 
-async fn bulk_progress_script() -> HttpResponse {
+/// Scripts are files served from here (the CSP allows no inline script and no other
+/// host).
+async fn script(body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/javascript; charset=utf-8"))
         .insert_header((CACHE_CONTROL, "public, max-age=3600"))
-        .body(include_str!("../../static/bulk-progress.js"))
+        .body(body)
 }
 
 async fn icon() -> HttpResponse {

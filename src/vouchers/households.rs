@@ -1,0 +1,276 @@
+//! The households file an agent imports to issue a campaign's codes: one line per
+//! household with its reference, its allotment and the postal address printed on the
+//! letter. The address is only carried to the letters; it is never stored.
+
+use std::collections::HashMap;
+
+use crate::bulk::manifest::{LineError, ManifestLimits, decode};
+
+use super::campaigns::{MAX_ALLOTMENT, parse_allotment};
+
+/// Lines of a French postal address (AFNOR NF Z10-011).
+pub const ADDRESS_LINES: usize = 6;
+const MAX_REFERENCE_CHARS: usize = 64;
+const MAX_ADDRESS_LINE_CHARS: usize = 100;
+
+/// A household ready to receive a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Household {
+    /// Its line in the file (the header is line 1).
+    pub line: usize,
+    pub reference: String,
+    pub allotment: i32,
+    /// Non-empty address lines, in order.
+    pub address: Vec<String>,
+}
+
+/// Why the whole file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HouseholdsError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the file has more than {limit} households")]
+    TooManyLines { limit: usize },
+    #[error("the header lacks the column(s): {0}")]
+    MissingColumns(String),
+    #[error("the header names the column {0:?} twice")]
+    DuplicateColumn(String),
+    #[error("the file is not readable CSV: {0}")]
+    Malformed(String),
+    /// Some lines are wrong: nothing is issued until the file is corrected.
+    #[error("{} line(s) refused", .0.len())]
+    Lines(Vec<LineError>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Column {
+    Reference,
+    Allotment,
+    Address(usize),
+}
+
+impl Column {
+    /// Header names, in English and French, as spreadsheets are written.
+    fn from_header(text: &str) -> Option<Self> {
+        let name = text.trim().to_lowercase().replace([' ', '-'], "_");
+        match name.as_str() {
+            "reference" | "référence" | "household" | "foyer" => Some(Self::Reference),
+            "allotment" | "quantity" | "quantite" | "quantité" | "dotation" => {
+                Some(Self::Allotment)
+            }
+            _ => {
+                let number = name
+                    .strip_prefix("address_")
+                    .or_else(|| name.strip_prefix("adresse_"))?;
+                let number: usize = number.parse().ok()?;
+                (1..=ADDRESS_LINES)
+                    .contains(&number)
+                    .then_some(Self::Address(number - 1))
+            }
+        }
+    }
+}
+
+/// Reads the households file. Every line is checked; if any is wrong the file is
+/// refused with each wrong line and its reason (never its content), so that a
+/// corrected file can be imported whole.
+pub fn parse_households(
+    bytes: &[u8],
+    default_allotment: i32,
+    limits: ManifestLimits,
+) -> Result<Vec<Household>, HouseholdsError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(HouseholdsError::TooLarge {
+            limit: limits.max_bytes,
+        });
+    }
+    let text = decode(bytes);
+    let header_line = text.lines().next().unwrap_or_default();
+    if header_line.trim().is_empty() {
+        return Err(HouseholdsError::Empty);
+    }
+    let delimiter = if header_line.matches(';').count() > header_line.matches(',').count() {
+        b';'
+    } else {
+        b','
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|error| HouseholdsError::Malformed(error.to_string()))?
+        .clone();
+    let mut columns: Vec<Option<Column>> = Vec::with_capacity(headers.len());
+    for header in headers.iter() {
+        let column = Column::from_header(header);
+        if column.is_some() && columns.contains(&column) {
+            return Err(HouseholdsError::DuplicateColumn(header.trim().to_owned()));
+        }
+        columns.push(column);
+    }
+    let mut missing = Vec::new();
+    if !columns.contains(&Some(Column::Reference)) {
+        missing.push("reference");
+    }
+    if !columns.contains(&Some(Column::Address(0))) {
+        missing.push("address_1");
+    }
+    if !missing.is_empty() {
+        return Err(HouseholdsError::MissingColumns(missing.join(", ")));
+    }
+
+    let mut households = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (index, record) in reader.records().enumerate() {
+        let line = index + 2;
+        if households.len() + errors.len() >= limits.max_lines {
+            return Err(HouseholdsError::TooManyLines {
+                limit: limits.max_lines,
+            });
+        }
+        let record = record.map_err(|error| HouseholdsError::Malformed(error.to_string()))?;
+        if record.iter().all(|field| field.trim().is_empty()) {
+            continue;
+        }
+        let mut reference = "";
+        let mut allotment = "";
+        let mut address = vec![String::new(); ADDRESS_LINES];
+        for (column, value) in columns.iter().zip(record.iter()) {
+            match column {
+                Some(Column::Reference) => reference = value.trim(),
+                Some(Column::Allotment) => allotment = value.trim(),
+                Some(Column::Address(n)) => address[*n] = value.trim().to_owned(),
+                None => {}
+            }
+        }
+        match check_line(line, reference, allotment, address, default_allotment) {
+            Ok(household) => {
+                let key = household.reference.to_lowercase();
+                if let Some(first) = seen.get(&key) {
+                    errors.push(LineError {
+                        line,
+                        reason: format!("reference: the same household is on line {first}"),
+                    });
+                } else {
+                    seen.insert(key, line);
+                    households.push(household);
+                }
+            }
+            Err(reason) => errors.push(LineError { line, reason }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(HouseholdsError::Lines(errors));
+    }
+    if households.is_empty() {
+        return Err(HouseholdsError::Empty);
+    }
+    Ok(households)
+}
+
+fn check_line(
+    line: usize,
+    reference: &str,
+    allotment: &str,
+    address: Vec<String>,
+    default_allotment: i32,
+) -> Result<Household, String> {
+    if reference.is_empty() {
+        return Err("reference: missing".to_owned());
+    }
+    if reference.chars().count() > MAX_REFERENCE_CHARS || reference.chars().any(char::is_control) {
+        return Err(format!(
+            "reference: at most {MAX_REFERENCE_CHARS} printable characters"
+        ));
+    }
+    let allotment = if allotment.is_empty() {
+        default_allotment
+    } else {
+        parse_allotment(allotment)
+            .ok_or_else(|| format!("allotment: a whole number from 1 to {MAX_ALLOTMENT}"))?
+    };
+    if address[0].is_empty() {
+        return Err("address_1: missing (the letter could not be posted)".to_owned());
+    }
+    for (n, text) in address.iter().enumerate() {
+        if text.chars().count() > MAX_ADDRESS_LINE_CHARS || text.chars().any(char::is_control) {
+            return Err(format!(
+                "address_{}: at most {MAX_ADDRESS_LINE_CHARS} printable characters",
+                n + 1
+            ));
+        }
+    }
+    Ok(Household {
+        line,
+        reference: reference.to_owned(),
+        allotment,
+        address: address.into_iter().filter(|l| !l.is_empty()).collect(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &[u8]) -> Result<Vec<Household>, HouseholdsError> {
+        parse_households(text, 2, ManifestLimits::default())
+    }
+
+    #[test]
+    fn reads_both_delimiters_latin1_and_defaults() {
+        let utf8 = "\u{feff}reference,allotment,address_1,address_2\nF-1,3,M. Dupont,1 rue de la Paix\nF-2,,Mme Léa Martin,\n";
+        let households = parse(utf8.as_bytes()).unwrap();
+        assert_eq!(households.len(), 2);
+        assert_eq!(households[0].allotment, 3);
+        assert_eq!(households[1].allotment, 2);
+        assert_eq!(households[1].address, vec!["Mme Léa Martin".to_owned()]);
+        // Latin-1 with `;`, French headers.
+        let latin1 = b"Foyer;Quantit\xe9;Adresse_1\nF-9;1;M. \xc9mile Zola\n";
+        let households = parse(latin1).unwrap();
+        assert_eq!(households[0].address[0], "M. Émile Zola");
+        assert_eq!(households[0].line, 2);
+    }
+
+    #[test]
+    fn every_bad_line_is_named_and_nothing_passes() {
+        let text = "reference;allotment;address_1\nF-1;2;A\nf-1;2;B\n;2;C\nF-3;0;D\nF-4;beaucoup;E\nF-5;2;\nF-6;2;F\n";
+        let Err(HouseholdsError::Lines(errors)) = parse(text.as_bytes()) else {
+            panic!("lines should be refused");
+        };
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![3, 4, 5, 6, 7]);
+        assert!(errors[0].reason.contains("line 2"));
+        assert!(errors[2].reason.starts_with("allotment"));
+        assert!(errors[4].reason.starts_with("address_1"));
+    }
+
+    #[test]
+    fn whole_file_problems() {
+        assert_eq!(parse(b""), Err(HouseholdsError::Empty));
+        assert_eq!(parse(b"reference,address_1\n"), Err(HouseholdsError::Empty));
+        assert_eq!(
+            parse(b"name,city\nx,y\n"),
+            Err(HouseholdsError::MissingColumns(
+                "reference, address_1".into()
+            ))
+        );
+        assert_eq!(
+            parse(b"reference,foyer,address_1\n"),
+            Err(HouseholdsError::DuplicateColumn("foyer".into()))
+        );
+        let limits = ManifestLimits {
+            max_bytes: 1000,
+            max_lines: 1,
+        };
+        assert_eq!(
+            parse_households(b"reference,address_1\na,b\nc,d\n", 1, limits),
+            Err(HouseholdsError::TooManyLines { limit: 1 })
+        );
+    }
+}
