@@ -19,7 +19,7 @@ use common::{TestApp, spawn_app, spawn_app_with};
 use diesel::prelude::*;
 use eguichet::agents::Role;
 use eguichet::auth::sessions::{self, SessionKind, SessionPolicy};
-use eguichet::db::schema::{voucher_scan_failures, vouchers};
+use eguichet::db::schema::{notices, voucher_scan_failures, vouchers};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -729,10 +729,31 @@ async fn a_voucher_in_the_vault_shows_its_code_until_collected() {
         ("given_names", "Marie Claire"),
         ("birthdate", "1980-07-30"),
         ("birthplace", "75056"),
+        ("email", "marie@example.org"),
     ];
+    let mut bad_contact = marie;
+    bad_contact[8] = ("email", "marie at example");
+    let refused = agent.post(&vault_form, &bad_contact).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("adresse électronique")
+    );
     let placed = agent.post(&vault_form, &marie).await;
     assert_eq!(placed.status(), StatusCode::SEE_OTHER);
     assert!(location(&placed).ends_with("?done=vault"));
+    // She is told something is waiting, as for a document: one email notice, naming
+    // no document.
+    let notices: Vec<(String, String)> = query(&app, |conn| {
+        notices::table
+            .select((notices::channel, notices::kind))
+            .load(conn)
+    })
+    .await;
+    assert_eq!(notices, vec![("email".to_owned(), "document".to_owned())]);
     // The same household twice is refused; a bad recipient too.
     let twice = agent.post(&vault_form, &marie).await;
     assert_eq!(twice.status(), StatusCode::UNPROCESSABLE_ENTITY);

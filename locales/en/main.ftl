@@ -386,6 +386,7 @@ voucher-error-conflict = Another issue for the same households was running. Try 
 voucher-error-recipient = The recipient is invalid or unknown.
 voucher-error-file = Attach the households file.
 voucher-error-address = Give the new letter's address (at least its first line).
+voucher-error-contact = The email address or phone number is invalid.
 voucher-collected-on = collected on
 
 ## Distribution (distributors)

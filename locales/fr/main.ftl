@@ -386,6 +386,7 @@ voucher-error-conflict = Une autre émission pour les mêmes foyers était en co
 voucher-error-recipient = Le destinataire est invalide ou inconnu.
 voucher-error-file = Joignez le fichier des foyers.
 voucher-error-address = Indiquez l'adresse du nouveau courrier (au moins la première ligne).
+voucher-error-contact = L'adresse électronique ou le numéro de téléphone est invalide.
 voucher-collected-on = retiré le
 
 ## Distribution (distributors)

@@ -21,7 +21,9 @@ use crate::db::DbError;
 
 pub use channels::Channels;
 pub use email::check_email_config;
-pub use outbox::{claim_due_notices, enqueue_document_notices, forget_withdrawn_document};
+pub use outbox::{
+    claim_due_notices, enqueue_document_notices, enqueue_notices, forget_withdrawn_document,
+};
 pub use reminder::queue_reminders;
 pub use sms::check_sms_config;
 pub use status::{NoticeStatus, dead_notices_per_tenant, notices_for_documents};

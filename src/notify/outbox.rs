@@ -23,22 +23,41 @@ pub fn enqueue_document_notices(
     targets: &NoticeTargets,
     coalesce: Duration,
 ) -> Result<(), DbError> {
-    let due_at = crate::now() + chrono::TimeDelta::from_std(coalesce).unwrap_or_default();
-    for (channel, sealed_contact) in &targets.0 {
-        let notice_id = insert_or_attach(
-            conn,
-            &GatheringNotice {
-                tenant_id,
-                citizen_id,
-                kind: NoticeKind::Document,
-                channel: *channel,
-                sealed_contact,
-                due_at,
-            },
-        )?;
+    for notice_id in enqueue_notices(conn, tenant_id, citizen_id, targets, coalesce)? {
         attach_document(conn, &notice_id, document_id)?;
     }
     Ok(())
+}
+
+/// Queues "something from your commune is waiting" for a citizen (call inside the
+/// transaction that put it in the vault), coalesced like document notices; returns
+/// the notices' ids. A voucher placed in the vault uses this alone: the notice then
+/// names no document at all.
+pub fn enqueue_notices(
+    conn: &mut Conn,
+    tenant_id: &str,
+    citizen_id: &str,
+    targets: &NoticeTargets,
+    coalesce: Duration,
+) -> Result<Vec<String>, DbError> {
+    let due_at = crate::now() + chrono::TimeDelta::from_std(coalesce).unwrap_or_default();
+    targets
+        .0
+        .iter()
+        .map(|(channel, sealed_contact)| {
+            insert_or_attach(
+                conn,
+                &GatheringNotice {
+                    tenant_id,
+                    citizen_id,
+                    kind: NoticeKind::Document,
+                    channel: *channel,
+                    sealed_contact,
+                    due_at,
+                },
+            )
+        })
+        .collect()
 }
 
 /// A notice to create unless one for the same citizen, channel and kind is gathering.

@@ -19,7 +19,8 @@ use super::print::{self, LetterFormat};
 use crate::agents::Role;
 use crate::bulk::manifest::LineError;
 use crate::state::AppState;
-use crate::vault::{DeliveryMetadata, DocumentError};
+use crate::vault::metadata::Contact;
+use crate::vault::{DeliveryMetadata, DocumentError, MetadataError, Recipient};
 use crate::web::agent_session::AgentSession;
 use crate::web::page::{Lang, Page, PageError, see_other};
 
@@ -225,6 +226,7 @@ fn error_key(error: &VoucherError) -> Option<&'static str> {
         VoucherError::Field("recipient") => "voucher-error-recipient",
         VoucherError::Field("file") => "voucher-error-file",
         VoucherError::Field("address") => "voucher-error-address",
+        VoucherError::Field("contact") => "voucher-error-contact",
         VoucherError::Field(_) => "voucher-error-field",
         VoucherError::CampaignClosed => "voucher-error-closed",
         VoucherError::SiteExists => "voucher-error-site-exists",
@@ -631,12 +633,16 @@ struct VaultForm {
     birthplace: String,
     #[serde(default)]
     nrn: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    phone: String,
 }
 
 impl VaultForm {
-    /// The recipient through the delivery metadata parser, so both name a citizen the
-    /// same way.
-    fn recipient(&self) -> Result<crate::vault::Recipient, VoucherError> {
+    /// The recipient and contact through the delivery metadata parser, so both name a
+    /// citizen (and where to tell them) the same way.
+    fn addressee(&self) -> Result<(Recipient, Option<Contact>), VoucherError> {
         let recipient = if self.recipient_kind == "nrn" {
             serde_json::json!({ "nrn": self.nrn })
         } else {
@@ -647,15 +653,22 @@ impl VaultForm {
                 "birthplace": self.birthplace.trim(),
             }})
         };
+        let optional = |value: &str| Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+        let (email, phone) = (optional(&self.email), optional(&self.phone));
+        let contact = (email.is_some() || phone.is_some())
+            .then(|| serde_json::json!({ "email": email, "phone": phone }));
         let raw = serde_json::json!({
             "recipient": recipient,
             "title": "voucher",
             "category": "voucher",
+            "contact": contact,
         })
         .to_string();
-        DeliveryMetadata::parse(raw.as_bytes())
-            .map(|metadata| metadata.recipient)
-            .map_err(|_| VoucherError::Field("recipient"))
+        match DeliveryMetadata::parse(raw.as_bytes()) {
+            Ok(metadata) => Ok((metadata.recipient, metadata.contact)),
+            Err(MetadataError::Recipient(_)) => Err(VoucherError::Field("recipient")),
+            Err(_) => Err(VoucherError::Field("contact")),
+        }
     }
 }
 
@@ -678,13 +691,13 @@ async fn to_vault(
     } else {
         parse_allotment(&form.allotment)
     };
-    let checked = match (reference.is_empty(), allotment, form.recipient()) {
+    let checked = match (reference.is_empty(), allotment, form.addressee()) {
         (true, _, _) => Err(VoucherError::Field("reference")),
         (_, None, _) => Err(VoucherError::Field("allotment")),
         (_, _, Err(error)) => Err(error),
-        (false, Some(allotment), Ok(recipient)) => Ok((allotment, recipient)),
+        (false, Some(allotment), Ok(addressee)) => Ok((allotment, addressee)),
     };
-    let (allotment, recipient) = match checked {
+    let (allotment, (recipient, contact)) = match checked {
         Ok(checked) => checked,
         Err(error) => return refused(&agent, &page, &state, &id, error).await,
     };
@@ -701,6 +714,12 @@ async fn to_vault(
     } else {
         Existing::Refuse
     };
+    // The citizen is told that something is waiting, in the same words as for a
+    // document: the notice names neither the campaign nor the voucher.
+    let targets = crate::notify::notice_targets(&state, &citizen, contact.as_ref())
+        .await
+        .map_err(|error| PageError::internal(lang, error))?;
+    let coalesce = std::time::Duration::from_secs(state.config.notify.coalesce_seconds);
     let (who, keys) = (agent.agent.clone(), state.keys.clone());
     let placed = state
         .db
@@ -710,7 +729,9 @@ async fn to_vault(
                 household_reference: &reference,
                 allotment,
             };
-            issue::issue_to_vault(conn, &keys.hasher, &who, &campaign, &voucher, existing)
+            issue::issue_to_vault(conn, &keys.hasher, &who, &campaign, &voucher, existing)?;
+            crate::notify::enqueue_notices(conn, &who.tenant_id, &citizen.id, &targets, coalesce)?;
+            Ok(())
         })
         .await;
     match placed {
