@@ -1,45 +1,18 @@
-//! Voucher letters read back as a distributor's scanner and a screen reader would: each
-//! page of the PDF rendered by pdfium, its QR code decoded by zxing-cpp and its text
-//! extracted (`tests/tools/decode_letters.py`). Runs when `python3` has `pypdfium2` and
-//! `zxing-cpp`; with `TEST_PDF_DECODE=1` their absence fails the test instead.
+//! Voucher letters read back as a distributor's scanner and a screen reader would
+//! (`tests/common/pdf_decode.rs`): every page holds its own code, as a QR code and in
+//! print, and its household's address.
 
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers fail loudly on the first surprise"
 )]
 
-use std::process::Command;
+mod common;
 
+use common::pdf_decode::{decode_pdf, decoder_available};
 use eguichet::vouchers::{
     DistributionSite, Letter, LetterCampaign, LetterTexts, VoucherCode, write_letters_pdf,
 };
-
-const DECODER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/decode_letters.py");
-
-fn decoder_available() -> bool {
-    let required = std::env::var("TEST_PDF_DECODE").is_ok_and(|value| value == "1");
-    let present = Command::new("python3")
-        .args(["-c", "import pypdfium2, zxingcpp"])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !present {
-        assert!(
-            !required,
-            "TEST_PDF_DECODE=1 but python3 cannot import pypdfium2 and zxingcpp \
-             (python3 -m pip install 'pypdfium2>=5,<6' 'zxing-cpp>=3,<4')"
-        );
-        println!(
-            "skipped: python3 lacks pypdfium2 or zxing-cpp; set TEST_PDF_DECODE=1 to require them"
-        );
-    }
-    present
-}
-
-#[derive(serde::Deserialize)]
-struct DecodedPage {
-    codes: Vec<String>,
-    text: String,
-}
 
 struct Household {
     reference: String,
@@ -115,18 +88,7 @@ fn every_page_scans_as_its_own_code_and_reads_as_its_household() {
     .unwrap();
     assert_eq!(pages, 30);
 
-    let output = Command::new("python3")
-        .arg(DECODER)
-        .arg(&path)
-        .args(["--dpi", "150"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let decoded: Vec<DecodedPage> = serde_json::from_slice(&output.stdout).unwrap();
+    let decoded = decode_pdf(&path);
     assert_eq!(decoded.len(), households.len());
     for (n, (page, household)) in decoded.iter().zip(&households).enumerate() {
         assert_eq!(page.codes, [household.code.as_str()], "page {}", n + 1);

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::agent_browser::AgentBrowser;
 use common::html::location;
+use common::pdf_decode::{decode_pdf, decoder_available};
 use common::{TestApp, spawn_app, spawn_app_with};
 use diesel::prelude::*;
 use eguichet::agents::Role;
@@ -308,6 +309,31 @@ async fn the_letters_are_a_pdf_with_one_page_per_household() {
     let pdf = answer.bytes().await.unwrap();
     let document = lopdf::Document::load_mem(&pdf).unwrap();
     assert_eq!(document.get_pages().len(), 3);
+    if !decoder_available() {
+        return;
+    }
+    // Scanned from the rendered pages, each QR code is a code just issued: each is
+    // collected once, with its household's allotment.
+    let file = app.data_dir.path().join("courriers.pdf");
+    std::fs::write(&file, &pdf).unwrap();
+    let pages = decode_pdf(&file);
+    assert_eq!(pages.len(), 3);
+    let token = app
+        .agent_token("distrib@mairie.example", Role::Distributor)
+        .await;
+    for (page, allotment) in pages.iter().zip([2, 3, 5]) {
+        assert_eq!(page.codes.len(), 1);
+        assert!(page.text.contains("masques lavables") && page.text.contains("59000 Lille"));
+        let (status, body) = redeem_api(
+            &app,
+            &token,
+            &campaign.site,
+            json!({ "code": page.codes[0] }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["allotment"], allotment);
+    }
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@
 pub mod agent_browser;
 pub mod html;
 pub mod outbound;
+pub mod pdf_decode;
 
 use std::time::Duration;
 
