@@ -387,6 +387,23 @@ async fn every_bad_scan_gets_a_clear_answer_and_redeems_nothing() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(page.contains("Code inconnu"));
 
+    // A code issued by another commune is unknown here.
+    let neighbour = app
+        .agent_browser(
+            "agent@autre.example",
+            Role::Agent,
+            Some("autre-commune"),
+            &[],
+        )
+        .await;
+    let theirs = create_campaign(&neighbour, "Masques voisins").await;
+    let their_codes =
+        mail_merge_codes(import(&neighbour, &theirs.id, HOUSEHOLDS.as_bytes(), "csv", false).await)
+            .await;
+    let (status, page) = scan(&desk, &gel.site, &their_codes[0].1).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("Code inconnu"), "{page}");
+
     // Another commune's distributor cannot redeem this commune's codes, nor see its sites.
     let stranger_token = app
         .agent_token_in(
@@ -415,7 +432,7 @@ async fn every_bad_scan_gets_a_clear_answer_and_redeems_nothing() {
             .load(conn)
     })
     .await;
-    assert_eq!(failures.len(), 6, "{failures:?}");
+    assert_eq!(failures.len(), 7, "{failures:?}");
     assert!(failures.iter().all(|reason| !reason.contains(&valid)));
 }
 
