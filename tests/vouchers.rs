@@ -188,6 +188,17 @@ async fn query<T: Send + 'static>(
         .unwrap()
 }
 
+/// How many vouchers have been collected.
+async fn redeemed_count(app: &TestApp) -> i64 {
+    query(app, |conn| {
+        vouchers::table
+            .filter(vouchers::redeemed_at.is_not_null())
+            .count()
+            .get_result(conn)
+    })
+    .await
+}
+
 /// Every text column of every voucher row, to check what the database keeps.
 async fn stored_voucher_text(app: &TestApp) -> String {
     let rows: Vec<(String, String, String, String)> = query(app, |conn| {
@@ -418,13 +429,7 @@ async fn every_bad_scan_gets_a_clear_answer_and_redeems_nothing() {
     assert_eq!(body["error"], "not_found");
 
     // Nothing was redeemed, and each failure was logged for the rate limit.
-    let redeemed: i64 = query(&app, |conn| {
-        vouchers::table
-            .filter(vouchers::redeemed_at.is_not_null())
-            .count()
-            .get_result(conn)
-    })
-    .await;
+    let redeemed = redeemed_count(&app).await;
     assert_eq!(redeemed, 0);
     let failures: Vec<String> = query(&app, |conn| {
         voucher_scan_failures::table
@@ -551,13 +556,7 @@ async fn concurrent_scans_redeem_each_code_exactly_once() {
         }
     }
     assert_eq!(wins, [1; 8]);
-    let redeemed: i64 = query(&app, |conn| {
-        vouchers::table
-            .filter(vouchers::redeemed_at.is_not_null())
-            .count()
-            .get_result(conn)
-    })
-    .await;
+    let redeemed = redeemed_count(&app).await;
     assert_eq!(redeemed, 8);
 }
 

@@ -216,6 +216,38 @@ pub fn decode(bytes: &[u8]) -> String {
     }
 }
 
+/// A CSV file as spreadsheets save it: UTF-8 or Windows-1252, separated by `;` or `,`
+/// (the header line says which).
+pub struct SpreadsheetCsv {
+    text: String,
+    delimiter: u8,
+}
+
+impl SpreadsheetCsv {
+    /// `None` when the file has no header line.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let text = decode(bytes);
+        let header_line = text.lines().next().unwrap_or_default();
+        if header_line.trim().is_empty() {
+            return None;
+        }
+        let delimiter = if header_line.matches(';').count() > header_line.matches(',').count() {
+            b';'
+        } else {
+            b','
+        };
+        Some(Self { text, delimiter })
+    }
+
+    /// A reader whose lines may have fewer or more fields than the header.
+    pub fn reader(&self) -> csv::Reader<&[u8]> {
+        csv::ReaderBuilder::new()
+            .delimiter(self.delimiter)
+            .flexible(true)
+            .from_reader(self.text.as_bytes())
+    }
+}
+
 impl Manifest {
     /// Parses a manifest; whole-file problems are an error, line problems are listed.
     pub fn parse(bytes: &[u8], limits: ManifestLimits) -> Result<Self, ManifestError> {
@@ -224,21 +256,8 @@ impl Manifest {
                 limit: limits.max_bytes,
             });
         }
-        let text = decode(bytes);
-        let header_line = text.lines().next().unwrap_or_default();
-        if header_line.trim().is_empty() {
-            return Err(ManifestError::Empty);
-        }
-        // The header says which delimiter the spreadsheet used.
-        let delimiter = if header_line.matches(';').count() > header_line.matches(',').count() {
-            b';'
-        } else {
-            b','
-        };
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
-            .flexible(true)
-            .from_reader(text.as_bytes());
+        let csv = SpreadsheetCsv::decode(bytes).ok_or(ManifestError::Empty)?;
+        let mut reader = csv.reader();
         let headers = reader
             .headers()
             .map_err(|error| ManifestError::Malformed(error.to_string()))?

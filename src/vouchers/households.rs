@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::bulk::manifest::{LineError, ManifestLimits, decode};
+use crate::bulk::manifest::{LineError, ManifestLimits, SpreadsheetCsv};
 
 use super::campaigns::{MAX_ALLOTMENT, parse_allotment};
 
@@ -86,20 +86,8 @@ pub fn parse_households(
             limit: limits.max_bytes,
         });
     }
-    let text = decode(bytes);
-    let header_line = text.lines().next().unwrap_or_default();
-    if header_line.trim().is_empty() {
-        return Err(HouseholdsError::Empty);
-    }
-    let delimiter = if header_line.matches(';').count() > header_line.matches(',').count() {
-        b';'
-    } else {
-        b','
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .flexible(true)
-        .from_reader(text.as_bytes());
+    let csv = SpreadsheetCsv::decode(bytes).ok_or(HouseholdsError::Empty)?;
+    let mut reader = csv.reader();
     let headers = reader
         .headers()
         .map_err(|error| HouseholdsError::Malformed(error.to_string()))?
