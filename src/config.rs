@@ -46,6 +46,30 @@ pub struct Config {
     pub oidc: OidcConfig,
     #[serde(default)]
     pub notify: NotifyConfig,
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
+}
+
+/// The elected officials' dashboard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// A count from 1 to one less than this is shown as "< N", so that narrowing the
+    /// filters cannot single anyone out (default 5; at least 2).
+    #[serde(default = "default_small_count_threshold")]
+    pub small_count_threshold: u32,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self {
+            small_count_threshold: default_small_count_threshold(),
+        }
+    }
+}
+
+fn default_small_count_threshold() -> u32 {
+    5
 }
 
 /// Notices that tell a citizen a document is waiting: the outbox worker and channels.
@@ -548,6 +572,14 @@ impl Config {
         }
         if self.database.pool_size == Some(0) {
             return invalid("database.pool_size must be greater than 0");
+        }
+        if self.limits.max_failed_scans == 0 || self.limits.failed_scan_window_minutes == 0 {
+            return invalid(
+                "limits.max_failed_scans and limits.failed_scan_window_minutes must be greater than 0",
+            );
+        }
+        if self.dashboard.small_count_threshold < 2 {
+            return invalid("dashboard.small_count_threshold must be at least 2");
         }
         crate::db::DatabaseUrl::parse(self.database_url().expose_secret())
             .map_err(|error| ConfigError::Invalid(error.to_string()))?;

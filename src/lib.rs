@@ -9,6 +9,7 @@ pub mod bulk;
 pub mod citizens;
 pub mod config;
 pub mod crypto;
+pub mod dashboard;
 pub mod db;
 pub mod error;
 pub mod keys;

@@ -46,6 +46,11 @@ const AGENT_NAV: &[NavEntry] = &[
         roles: &[Role::Admin, Role::Agent],
     },
     NavEntry {
+        href: "/agent/dashboard",
+        key: "agent-nav-dashboard",
+        roles: &[Role::Admin, Role::Official],
+    },
+    NavEntry {
         href: "/agent/vouchers",
         key: "agent-nav-vouchers",
         roles: &[Role::Admin, Role::Agent],

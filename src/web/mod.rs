@@ -100,6 +100,7 @@ impl Application {
                 .configure(crate::agents::admin_pages::configure)
                 .configure(crate::vouchers::pages::configure)
                 .configure(crate::vouchers::scan_pages::configure)
+                .configure(crate::dashboard::pages::configure)
                 .configure(move |cfg| {
                     if let Some(idp) = demo_idp {
                         idp.configure(cfg);

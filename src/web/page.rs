@@ -22,7 +22,7 @@ fluent_templates::static_loader! {
 
 const LANG_COOKIE: &str = "eg_lang";
 
-const TEMPLATES: [(&str, &str); 24] = [
+const TEMPLATES: [(&str, &str); 25] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("vault.html", include_str!("../../templates/vault.html")),
@@ -106,6 +106,10 @@ const TEMPLATES: [(&str, &str); 24] = [
     (
         "agent_scan.html",
         include_str!("../../templates/agent_scan.html"),
+    ),
+    (
+        "agent_dashboard.html",
+        include_str!("../../templates/agent_dashboard.html"),
     ),
 ];
 

@@ -1,0 +1,390 @@
+//! The officials' dashboard against a known data set, on SQLite and (with
+//! `TEST_DATABASE_URL`) PostgreSQL: documents, openings and their median delay,
+//! notices by channel, vouchers per day and per site; the small-count rule on the page
+//! and in the CSV files; bad filters; and what an official can reach.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on the first surprise"
+)]
+
+mod common;
+
+use chrono::TimeDelta;
+use common::{TestApp, document_bytes, pivot, spawn_app};
+use diesel::prelude::*;
+use eguichet::agents::{self, AgentEmail, Role};
+use eguichet::db::schema::{documents, notices};
+use eguichet::vouchers::VoucherCode;
+use eguichet::vouchers::campaigns::{self, CampaignInput, SiteInput};
+use eguichet::vouchers::households::Household;
+use eguichet::vouchers::issue::{self, Existing};
+use eguichet::vouchers::redeem::{self, FailureLimit, Scan, ScanOutcome};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// Names that must never appear on the dashboard.
+const FAMILY_NAMES: [&str; 8] = [
+    "Arnaud", "Bernard", "Collin", "Durand", "Etienne", "Fabre", "Garnier", "Hubert",
+];
+
+/// Eight documents (six of `etat-civil`, two of `finances`), five opened after 1, 2,
+/// 3, 4 and 10 hours; eight email notices, one failed; ten vouchers, six collected at
+/// the town hall and two at the school.
+async fn known_data_set(app: &TestApp) -> String {
+    app.department("etat-civil").await;
+    app.department("finances").await;
+    let token = app.agent_token("admin@mairie.example", Role::Admin).await;
+    let mut ids = Vec::new();
+    for (n, family_name) in FAMILY_NAMES.iter().enumerate() {
+        let (department, category) = if n < 6 {
+            ("etat-civil", "etat-civil")
+        } else {
+            ("finances", "impots")
+        };
+        let metadata = json!({
+            "recipient": pivot(family_name),
+            "title": format!("Acte de {family_name}"),
+            "category": category,
+            "department": department,
+            "contact": { "email": format!("{}@example.org", family_name.to_lowercase()) },
+        });
+        let response = app
+            .deliver(&token)
+            .metadata(metadata)
+            .file(document_bytes(2_000, n as u64))
+            .send()
+            .await;
+        assert_eq!(response.status(), 201);
+        let body: serde_json::Value = response.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let opened: Vec<(String, i64)> = ids.iter().take(5).cloned().zip([1, 2, 3, 4, 10]).collect();
+    app.state
+        .db
+        .write(move |conn| -> anyhow::Result<()> {
+            for (id, hours) in opened {
+                let created: chrono::NaiveDateTime = documents::table
+                    .find(&id)
+                    .select(documents::created_at)
+                    .first(conn)?;
+                diesel::update(documents::table.find(&id))
+                    .set(documents::first_opened_at.eq(created + TimeDelta::hours(hours)))
+                    .execute(conn)?;
+            }
+            diesel::update(notices::table)
+                .set(notices::state.eq("sent"))
+                .execute(conn)?;
+            let failed: String = notices::table.select(notices::id).first(conn)?;
+            diesel::update(notices::table.find(failed))
+                .set(notices::state.eq("dead"))
+                .execute(conn)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    vouchers(app).await
+}
+
+/// A campaign of ten households; six collect at the town hall, two at the school.
+/// Returns the campaign's id.
+async fn vouchers(app: &TestApp) -> String {
+    let keys = app.state.keys.clone();
+    let tenant = app.state.default_tenant.clone();
+    app.state
+        .db
+        .write(move |conn| -> anyhow::Result<String> {
+            let email = AgentEmail::parse("admin@mairie.example")?;
+            let agent = agents::find_agent(conn, &tenant.id, &email)?.unwrap();
+            let input = CampaignInput {
+                name: "Masques".into(),
+                item: "masques".into(),
+                default_allotment: "2".into(),
+                starts_on: "2020-05-11".into(),
+                ends_on: "2020-05-16".into(),
+            };
+            let id = campaigns::create_campaign(conn, &agent, &input)?;
+            let campaign = campaigns::find_campaign(conn, &tenant.id, &id)?.unwrap();
+            for name in ["Mairie", "École"] {
+                let site = SiteInput {
+                    name: name.into(),
+                    address: "Place".into(),
+                    opening_hours: String::new(),
+                };
+                campaigns::add_site(conn, &agent, &campaign, &site)?;
+            }
+            let sites = campaigns::list_sites(conn, &id)?;
+            let households: Vec<Household> = (0..10)
+                .map(|n| Household {
+                    line: n + 2,
+                    reference: format!("F-{n}"),
+                    allotment: 2,
+                    address: vec!["Foyer".into()],
+                })
+                .collect();
+            let codes = issue::issue_for_households(
+                conn,
+                &keys.hasher,
+                &agent,
+                &campaign,
+                &households,
+                Existing::Refuse,
+            )?;
+            let limit = FailureLimit {
+                max_failures: 20,
+                window_minutes: 10,
+            };
+            for (n, issued) in codes.iter().take(8).enumerate() {
+                // Sites are listed by name: École, then Mairie.
+                let site = if n < 6 { &sites[1] } else { &sites[0] };
+                let scan = Scan {
+                    agent: &agent,
+                    campaign: &campaign,
+                    site,
+                    code: VoucherCode::parse(issued.code.as_str()),
+                    identity_checked: false,
+                    device: None,
+                };
+                let outcome = redeem::redeem(conn, &keys.hasher, limit, &scan)?;
+                assert!(matches!(outcome, ScanOutcome::Collected { .. }));
+            }
+            Ok(id)
+        })
+        .await
+        .unwrap()
+}
+
+fn cell(label: &str, value: &str) -> String {
+    format!("<th scope=\"row\">{label}</th><td>{value}</td>")
+}
+
+#[tokio::test]
+async fn the_figures_match_a_known_data_set_and_small_counts_are_hidden() {
+    let app = spawn_app().await;
+    let campaign = known_data_set(&app).await;
+    let official = app
+        .agent_browser("elu@mairie.example", Role::Official, None, &[])
+        .await;
+    let page = official.get("/agent/dashboard").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    for expected in [
+        cell("Documents déposés", "8"),
+        cell("Documents ouverts", "5"),
+        cell("Part des documents ouverts", "63 %"),
+        cell("Délai médian avant ouverture", "3 h 0 min"),
+        cell("Documents retirés par la commune", "0"),
+        cell("Bons valides émis", "10"),
+        cell("Bons retirés", "8"),
+        // Two left: a small count.
+        cell("Bons restant à retirer", "&lt; 5"),
+        cell("École", "6"),
+        cell("Mairie", "&lt; 5"),
+        "<th scope=\"row\">courriel</th><td>7</td><td>&lt; 5</td><td>0</td><td>0</td>".to_owned(),
+    ] {
+        assert!(page.contains(&expected), "{expected}\n{page}");
+    }
+    // Charts: SVG with a title and a description, one per series.
+    assert!(
+        page.contains("<title id=\"documents-per-day-title\">Documents déposés par jour</title>")
+    );
+    assert!(page.contains("<title id=\"vouchers-per-site-title\">Bons retirés par lieu</title>"));
+    // Nothing names a person, a contact or a document.
+    for name in FAMILY_NAMES {
+        assert!(
+            !page.contains(name) && !page.contains(&name.to_lowercase()),
+            "{name}"
+        );
+    }
+    assert!(!page.contains("@example.org") && !page.contains("Acte de"));
+
+    // Narrowed to one department: its own figures.
+    let page = official
+        .get("/agent/dashboard?department=etat-civil")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&cell("Documents déposés", "6")), "{page}");
+    assert!(page.contains(&cell("Part des documents ouverts", "83 %")));
+    // Narrowed further, the counts become small: hidden, and nothing derived shown.
+    let page = official
+        .get("/agent/dashboard?department=finances")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&cell("Documents déposés", "&lt; 5")),
+        "{page}"
+    );
+    assert!(page.contains(&cell("Documents ouverts", "0")));
+    assert!(page.contains(&cell("Part des documents ouverts", "—")));
+    assert!(page.contains(&cell("Délai médian avant ouverture", "—")));
+    // One category, a date range, one campaign.
+    let today = chrono::Utc::now().date_naive();
+    let page = official
+        .get(&format!(
+            "/agent/dashboard?category=etat-civil&from={today}&to={today}&campaign={campaign}"
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&cell("Documents déposés", "6")), "{page}");
+    assert!(page.contains(&cell("Bons retirés", "8")));
+    let yesterday = today - TimeDelta::days(1);
+    let page = official
+        .get(&format!("/agent/dashboard?from={yesterday}&to={yesterday}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&cell("Documents déposés", "0")), "{page}");
+    assert!(
+        page.contains(&cell("Bons valides émis", "10")),
+        "issued whatever the dates"
+    );
+
+    // Each table as CSV, with the same rule.
+    let csv = official
+        .get("/agent/dashboard/summary.csv?department=finances")
+        .await;
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    assert!(csv.starts_with('\u{feff}'));
+    assert!(csv.contains("Documents déposés;< 5"), "{csv}");
+    let sites = official
+        .get("/agent/dashboard/vouchers-per-site.csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        sites.contains("Lieu;Bons retirés")
+            && sites.contains("École;6")
+            && sites.contains("Mairie;< 5")
+    );
+    assert_eq!(
+        official.get("/agent/dashboard/unknown.csv").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn bad_filters_are_refused_with_a_clear_message() {
+    let app = spawn_app().await;
+    let official = app
+        .agent_browser("elu@mairie.example", Role::Official, None, &[])
+        .await;
+    for (query, message) in [
+        ("department=nowhere", "Ce service n&#x27;existe pas."),
+        ("category=Impôts", "La catégorie ne contient que"),
+        (
+            "campaign=00000000-0000-0000-0000-000000000000",
+            "Cette campagne n&#x27;existe pas.",
+        ),
+        ("from=31/12/2026", "Une date est invalide"),
+        ("from=2026-12-31&to=2026-01-01", "La date de fin précède"),
+    ] {
+        let answer = official.get(&format!("/agent/dashboard?{query}")).await;
+        assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        let page = answer.text().await.unwrap();
+        assert!(page.contains(message), "{query}: {page}");
+        let csv = official
+            .get(&format!("/agent/dashboard/summary.csv?{query}"))
+            .await;
+        assert_eq!(csv.status(), StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+    }
+}
+
+/// An official reaches the dashboard, their home and account, and nothing that shows
+/// personal data: no agent page, no citizen page, no API route.
+#[tokio::test]
+async fn an_official_reaches_nothing_personal() {
+    let app = spawn_app().await;
+    let campaign = known_data_set(&app).await;
+    let document: String = app
+        .state
+        .db
+        .read(|conn| {
+            documents::table
+                .select(documents::id)
+                .first(conn)
+                .map_err(eguichet::db::DbError::from)
+        })
+        .await
+        .unwrap();
+    let official = app
+        .agent_browser("elu@mairie.example", Role::Official, None, &[])
+        .await;
+    for path in ["/agent", "/agent/account", "/agent/dashboard"] {
+        assert_eq!(official.get(path).await.status(), StatusCode::OK, "{path}");
+    }
+    let agent_pages = [
+        "/agent/deliveries".to_owned(),
+        "/agent/deliveries/new".to_owned(),
+        format!("/agent/deliveries/{document}"),
+        "/agent/bulk".to_owned(),
+        "/agent/admin/agents".to_owned(),
+        "/agent/admin/departments".to_owned(),
+        "/agent/vouchers".to_owned(),
+        format!("/agent/vouchers/{campaign}"),
+        "/agent/scan".to_owned(),
+    ];
+    for path in &agent_pages {
+        assert_eq!(
+            official.get(path).await.status(),
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    // The citizen's pages need a citizen's session, which an agent's is not.
+    for path in [
+        "/vault",
+        "/vault/settings",
+        &format!("/vault/documents/{document}"),
+    ] {
+        let answer = official.get(path).await;
+        assert_ne!(answer.status(), StatusCode::OK, "{path}");
+        let body = answer.text().await.unwrap();
+        assert!(!body.contains("Acte de"), "{path}");
+    }
+    // The API with an official's token.
+    let token = app
+        .agent_token("elu-api@mairie.example", Role::Official)
+        .await;
+    let api = |method: reqwest::Method, path: String| {
+        app.client
+            .request(method, format!("{}{path}", app.address))
+            .bearer_auth(&token)
+    };
+    let status = api(
+        reqwest::Method::GET,
+        format!("/api/v1/documents/{document}"),
+    )
+    .send()
+    .await
+    .unwrap()
+    .status();
+    assert!(
+        matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
+        "{status}"
+    );
+    let delivered = app.deliver(&token).send().await.status();
+    assert_eq!(delivered, StatusCode::FORBIDDEN);
+    let withdrawn = api(
+        reqwest::Method::POST,
+        format!("/api/v1/documents/{document}/withdraw"),
+    )
+    .json(&json!({ "reason": "x" }))
+    .send()
+    .await
+    .unwrap()
+    .status();
+    assert!(
+        matches!(withdrawn, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
+        "{withdrawn}"
+    );
+}
