@@ -116,6 +116,16 @@ struct Count {
 }
 
 #[derive(QueryableByName)]
+struct DocumentCounts {
+    #[diesel(sql_type = BigInt)]
+    delivered: i64,
+    #[diesel(sql_type = BigInt)]
+    opened: i64,
+    #[diesel(sql_type = BigInt)]
+    withdrawn: i64,
+}
+
+#[derive(QueryableByName)]
 struct Bucket {
     #[diesel(sql_type = Text)]
     label: String,
@@ -154,26 +164,18 @@ macro_rules! with_document_scope {
 
 /// Documents delivered in the scope, how many were opened and how fast.
 pub fn document_figures(conn: &mut Conn, scope: &Scope) -> Result<DocumentFigures, DbError> {
-    let counts = |condition: &str| {
-        format!("SELECT COUNT(*) AS n FROM documents d WHERE {DOCUMENT_SCOPE} AND {condition}")
-    };
-    let delivered = with_document_scope!(conn, scope, counts("1 = 1"), Count, get_result)?.n;
-    let opened = with_document_scope!(
+    // One pass over the scope's documents for the three counts.
+    let counts = with_document_scope!(
         conn,
         scope,
-        counts("d.first_opened_at IS NOT NULL"),
-        Count,
+        format!(
+            "SELECT COUNT(*) AS delivered, COUNT(d.first_opened_at) AS opened, \
+             COUNT(d.withdrawn_at) AS withdrawn FROM documents d WHERE {DOCUMENT_SCOPE}"
+        ),
+        DocumentCounts,
         get_result
-    )?
-    .n;
-    let withdrawn = with_document_scope!(
-        conn,
-        scope,
-        counts("d.withdrawn_at IS NOT NULL"),
-        Count,
-        get_result
-    )?
-    .n;
+    )?;
+    let (delivered, opened, withdrawn) = (counts.delivered, counts.opened, counts.withdrawn);
     let median_open_seconds = median_open_seconds(conn, scope, opened)?;
     let day = day_of(conn, "d.created_at");
     let per_day = with_document_scope!(
