@@ -8,11 +8,19 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 
-import { DESKTOP, Journey, MOBILE, Server, launchBrowser } from './support.mjs';
+import {
+  DESKTOP,
+  Journey,
+  MOBILE,
+  Server,
+  expectingStatus,
+  firstAgentLogin,
+  launchBrowser,
+  setPassword,
+  totp,
+} from './support.mjs';
 
-const PASSWORD = 'correct horse battery staple';
 const DEPARTMENT = { slug: 'finances', name: 'Finances' };
 const RECIPIENT = {
   family_name: 'Dupont',
@@ -26,35 +34,6 @@ const PDF = (label) => Buffer.from(`%PDF-1.4\n% ${label}\ntrailer << >>\n%%EOF\n
 let server;
 let browser;
 
-const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-
-function base32Decode(text) {
-  let bits = 0;
-  let value = 0;
-  const bytes = [];
-  for (const char of text.replace(/[\s=]/g, '').toUpperCase()) {
-    const index = BASE32.indexOf(char);
-    if (index < 0) throw new Error(`not base32: ${char}`);
-    value = (value << 5) | index;
-    bits += 5;
-    if (bits >= 8) {
-      bits -= 8;
-      bytes.push((value >>> bits) & 0xff);
-    }
-  }
-  return Buffer.from(bytes);
-}
-
-/** The current RFC 6238 code (HMAC-SHA1, 30 s steps, 6 digits) of a base32 secret. */
-function totp(secret, now = Date.now()) {
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(now / 30_000)));
-  const mac = createHmac('sha1', base32Decode(secret)).update(counter).digest();
-  const offset = mac[mac.length - 1] & 0x0f;
-  const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
-  return String(code).padStart(6, '0');
-}
-
 test('TOTP matches the RFC 6238 SHA-1 test vectors', () => {
   // The RFC's secret is the ASCII "12345678901234567890"; its codes have 8 digits,
   // whose last 6 are the 6-digit codes.
@@ -64,48 +43,17 @@ test('TOTP matches the RFC 6238 SHA-1 test vectors', () => {
   assert.equal(totp(secret, 2_000_000_000_000), '279037');
 });
 
-/** Submits a form whose answer is an error status the test expects. */
-async function expectingStatus(journey, url, status, action) {
-  journey.expectedStatus = { url, status };
-  const [response] = await Promise.all([
-    journey.page.waitForResponse((r) => r.url() === url && r.request().method() === 'POST'),
-    action(),
-  ]);
-  assert.equal(response.status(), status, `${url} answered ${response.status()}`);
-  await journey.page.waitForLoadState('load');
-  journey.expectedStatus = null;
-}
-
 async function agentJourney(pass, viewport) {
   const email = `admin-${pass}@mairie.example`;
   server.run(['agent', 'create', '--email', email, '--role', 'admin']);
-  server.run(['agent', 'password', '--email', email], { input: `${PASSWORD}\n` });
+  setPassword(server, email);
 
   const journey = await Journey.open(browser, pass, { viewport, locale: 'fr-FR' });
   const { page } = journey;
   const base = server.base;
   try {
     // Login: email and password, then the second factor is enrolled on first login.
-    await page.goto(`${base}/agent/login`);
-    assert.equal(await journey.heading().innerText(), 'Connexion des agents');
-    await journey.check('login');
-    await page.locator('#email').fill(email);
-    await page.locator('#password').fill(PASSWORD);
-    await page.getByRole('button', { name: 'Continuer' }).click();
-    await page.waitForURL(`${base}/agent/login/enrol`);
-    await journey.check('enrol');
-    const secret = await page.locator('#secret').innerText();
-    assert.match(secret, /^[A-Z2-7]{4}( [A-Z2-7]{1,4})+$/, 'the secret is grouped base32');
-    await page.locator('#code').fill(totp(secret));
-    await page.getByRole('button', { name: 'Activer et se connecter' }).click();
-
-    // Recovery codes, shown once.
-    await journey.heading().filter({ hasText: /codes/i }).waitFor();
-    assert.ok((await page.locator('.recovery-codes code').count()) >= 5, 'recovery codes shown');
-    await journey.check('recovery-codes');
-    await page.getByRole('link', { name: "J'ai noté mes codes, continuer" }).click();
-    await page.waitForURL(`${base}/agent`);
-    assert.equal(await page.locator('#agent-email').innerText(), email);
+    await firstAgentLogin(journey, base, email, { check: true });
     await journey.check('home');
 
     // Departments: one created here, beside the one from the command line.

@@ -8,6 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
@@ -34,6 +35,9 @@ const CHROMIUM_ARGS = [
 ];
 
 const SCREENSHOTS = process.env.E2E_SCREENSHOTS || '';
+
+/** The password of every agent a journey creates. */
+export const PASSWORD = 'correct horse battery staple';
 
 /** The two widths every journey runs at. */
 export const MOBILE = { width: 320, height: 640 };
@@ -155,9 +159,9 @@ export class Server {
   }
 }
 
-/** Debian's Chromium, headless. */
-export function launchBrowser() {
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+/** Debian's Chromium, headless; `args` are added to its command line. */
+export function launchBrowser(args = []) {
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...args] });
 }
 
 /** One browser tab with the checks every page of a journey goes through. */
@@ -279,4 +283,80 @@ export class Journey {
   async close() {
     await this.context?.close();
   }
+}
+
+const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+
+function base32Decode(text) {
+  let bits = 0;
+  let value = 0;
+  const bytes = [];
+  for (const char of text.replace(/[\s=]/g, '').toUpperCase()) {
+    const index = BASE32.indexOf(char);
+    if (index < 0) throw new Error(`not base32: ${char}`);
+    value = (value << 5) | index;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes.push((value >>> bits) & 0xff);
+    }
+  }
+  return Buffer.from(bytes);
+}
+
+/** The current RFC 6238 code (HMAC-SHA1, 30 s steps, 6 digits) of a base32 secret. */
+export function totp(secret, now = Date.now()) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(now / 30_000)));
+  const mac = createHmac('sha1', base32Decode(secret)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
+  return String(code).padStart(6, '0');
+}
+
+/** Gives an existing agent account the journeys' password (on the command line). */
+export function setPassword(server, email) {
+  server.run(['agent', 'password', '--email', email], { input: `${PASSWORD}\n` });
+}
+
+/**
+ * An agent's first login: email and password, the second factor enrolled with a TOTP
+ * computed here, the recovery codes acknowledged; ends on the agent home page. With
+ * `check`, each of those pages goes through the journey's checks.
+ */
+export async function firstAgentLogin(journey, base, email, { check = false } = {}) {
+  const { page } = journey;
+  const checkPage = check ? (name) => journey.check(name) : async () => {};
+  await page.goto(`${base}/agent/login`);
+  assert.equal(await journey.heading().innerText(), 'Connexion des agents');
+  await checkPage('login');
+  await page.locator('#email').fill(email);
+  await page.locator('#password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Continuer' }).click();
+  await page.waitForURL(`${base}/agent/login/enrol`);
+  await checkPage('enrol');
+  const secret = await page.locator('#secret').innerText();
+  assert.match(secret, /^[A-Z2-7]{4}( [A-Z2-7]{1,4})+$/, 'the secret is grouped base32');
+  await page.locator('#code').fill(totp(secret));
+  await page.getByRole('button', { name: 'Activer et se connecter' }).click();
+
+  // Recovery codes, shown once.
+  await journey.heading().filter({ hasText: /codes/i }).waitFor();
+  assert.ok((await page.locator('.recovery-codes code').count()) >= 5, 'recovery codes shown');
+  await checkPage('recovery-codes');
+  await page.getByRole('link', { name: "J'ai noté mes codes, continuer" }).click();
+  await page.waitForURL(`${base}/agent`);
+  assert.equal(await page.locator('#agent-email').innerText(), email);
+}
+
+/** Submits a form (or follows a link) whose answer is an error status the test expects. */
+export async function expectingStatus(journey, url, status, action, method = 'POST') {
+  journey.expectedStatus = { url, status };
+  const [response] = await Promise.all([
+    journey.page.waitForResponse((r) => r.url() === url && r.request().method() === method),
+    action(),
+  ]);
+  assert.equal(response.status(), status, `${url} answered ${response.status()}`);
+  await journey.page.waitForLoadState('load');
+  journey.expectedStatus = null;
 }

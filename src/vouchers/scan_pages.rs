@@ -240,7 +240,16 @@ fn answer(lang: Lang, campaign: &Campaign, outcome: &ScanOutcome) -> Answer {
             )),
             detail: match refusal {
                 ScanRefusal::OtherCampaign(name) => Some(name.clone()),
-                ScanRefusal::Malformed(error) => Some(error.to_string()),
+                // The heading already says what is wrong; the detail adds only what
+                // reads the same in every language (the error's own text is English).
+                ScanRefusal::Malformed(CodeError::Length { expected, found }) => {
+                    Some(format!("{found} / {expected}"))
+                }
+                ScanRefusal::Malformed(CodeError::Character(c)) => Some(match lang {
+                    Lang::Fr => format!("« {c} »"),
+                    Lang::En => format!("“{c}”"),
+                }),
+                ScanRefusal::Malformed(CodeError::Check) => None,
                 ScanRefusal::TooManyFailures { minutes } => Some(format!("{minutes} min")),
                 _ => None,
             },
