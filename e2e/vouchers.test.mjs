@@ -350,6 +350,31 @@ async function campaignJourney(pass, viewport) {
     await page.goto(campaignUrl);
     assert.equal(await page.locator('#count-redeemed').innerText(), '1');
 
+    // The dashboard: the collection is a small count, its charts are labelled SVG, and
+    // a table downloads as CSV.
+    await page.goto(`${base}/agent`);
+    await page.getByRole('link', { name: 'Tableau de bord', exact: true }).first().click();
+    await page.waitForURL(`${base}/agent/dashboard`);
+    const collected = page.getByRole('row', { name: /^Bons retirés / }).first();
+    assert.equal(await collected.locator('td').innerText(), '< 5');
+    assert.ok((await page.locator('svg.chart[role="img"] > title').count()) >= 1);
+    await admin.check('dashboard');
+    await page.getByLabel('Au (inclus)').fill(day(-1));
+    await page.getByLabel('Du', { exact: true }).fill(day(1));
+    const refusedUrl =
+      `${base}/agent/dashboard?department=&category=&campaign=&from=${day(1)}&to=${day(-1)}`;
+    await expectingStatus(admin, refusedUrl, 422, () =>
+      page.getByRole('button', { name: 'Afficher' }).click(), 'GET');
+    assert.match(await page.getByRole('alert').innerText(), /La date de fin précède/);
+    await admin.check('dashboard-refused');
+    await page.goto(`${base}/agent/dashboard`);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('link', { name: /Télécharger le tableau \(CSV\) — Vue d'ensemble/ }).click(),
+    ]);
+    const csv = await readFile(await download.path(), 'utf8');
+    assert.ok(csv.startsWith('\ufeffIndicateur;Valeur'), csv.slice(0, 40));
+
     admin.assertClean();
     distributor.assertClean();
   } finally {
