@@ -61,6 +61,7 @@ pub enum LetterError {
     Csv(#[from] csv::Error),
     #[error("household {household}: {reason}")]
     InvalidLetter {
+        /// The household's reference: an id, fit for logs.
         household: String,
         reason: &'static str,
     },
@@ -80,10 +81,13 @@ pub enum LetterError {
 pub struct LetterTexts {
     /// BCP 47 tag of these texts (the PDF's `/Lang`, read by screen readers).
     pub language: String,
+    /// Opens the letter ("Madame, Monsieur,").
     pub greeting: String,
     /// Ends by introducing the household's allotment, printed on the next line.
     pub introduction: String,
+    /// Heads the dates and the distribution sites.
     pub sites_heading: String,
+    /// Heads the framed block with the QR code and the code.
     pub voucher_heading: String,
     /// One bullet each, beside the QR code.
     pub instructions: Vec<String>,
@@ -91,6 +95,7 @@ pub struct LetterTexts {
     pub code_label: String,
     /// Printed before the household reference.
     pub reference_label: String,
+    /// Small print at the bottom of the page.
     pub footer: String,
 }
 
@@ -162,14 +167,18 @@ pub struct LetterCampaign<'a> {
     pub item: &'a str,
     /// When the distribution takes place, as one sentence.
     pub dates: &'a str,
+    /// Where to collect, in the order printed.
     pub sites: &'a [DistributionSite<'a>],
 }
 
 /// One place where households collect their allotment.
 #[derive(Debug, Clone, Copy)]
 pub struct DistributionSite<'a> {
+    /// Printed in bold ("Salle des fêtes").
     pub name: &'a str,
+    /// Street address, one line.
     pub address: &'a str,
+    /// Opening hours, one line.
     pub hours: &'a str,
 }
 
@@ -183,6 +192,7 @@ pub struct Letter<'a> {
     pub address: &'a [String],
     /// How many items the household may collect (at least one).
     pub allotment: u32,
+    /// The household's single-use code: the QR code holds its canonical form.
     pub code: &'a VoucherCode,
 }
 
