@@ -215,7 +215,8 @@ impl Letter<'_> {
 }
 
 /// Writes one PDF with a page per letter to `out`, object by object (a whole town's
-/// run never sits in memory), and returns the number of pages.
+/// run never sits in memory; `out` is buffered here), and returns the number of pages.
+/// The QR codes are computed on every core. On an error, what was written is unusable.
 pub fn write_letters_pdf<'a, W: Write>(
     campaign: &LetterCampaign<'_>,
     texts: &LetterTexts,
