@@ -243,15 +243,17 @@ pub fn issue_api_token(
     Ok(token)
 }
 
-/// The active agent owning this (unrevoked) token, if any.
+/// The active agent owning this (unrevoked) token, if any. Runs on every API request.
 pub fn agent_for_token(conn: &mut Conn, token: &ApiToken) -> Result<Option<Agent>, DbError> {
+    // `get_result`, not `first`: the hash is unique, and SQLite prepares a statement
+    // with a bound `LIMIT` again at every execution.
     agents::table
         .inner_join(api_tokens::table)
         .filter(api_tokens::token_hash.eq(token.hash()))
         .filter(api_tokens::revoked_at.is_null())
         .filter(agents::disabled_at.is_null())
         .select(AgentRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(Agent::try_from)
         .transpose()

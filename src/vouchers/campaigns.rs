@@ -255,18 +255,20 @@ pub fn list_sites(conn: &mut Conn, campaign_id: &str) -> Result<Vec<Site>, DbErr
         .load(conn)?)
 }
 
-/// A site with its campaign, both of the tenant.
+/// A site with its campaign, both of the tenant (read at every scan).
 pub fn find_site(
     conn: &mut Conn,
     tenant_id: &str,
     site_id: &str,
 ) -> Result<Option<(Campaign, Site)>, DbError> {
+    // No `LIMIT` (`first`): the id is the key, and SQLite prepares a statement with a
+    // bound `LIMIT` again at every execution.
     Ok(voucher_sites::table
         .inner_join(voucher_campaigns::table)
         .filter(voucher_campaigns::tenant_id.eq(tenant_id))
         .filter(voucher_sites::id.eq(site_id))
         .select((Campaign::as_select(), Site::as_select()))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -179,6 +179,7 @@ type VoucherState = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
     Option<NaiveDateTime>,
     i32,
 );
@@ -191,6 +192,8 @@ fn explain(
     device: Option<&str>,
     now: NaiveDateTime,
 ) -> Result<ScanOutcome, DbError> {
+    // The code hash is unique: no `LIMIT` (`first`), which SQLite would prepare again
+    // at every execution.
     let found: Option<VoucherState> = vouchers::table
         .inner_join(voucher_campaigns::table)
         .left_join(
@@ -207,10 +210,11 @@ fn explain(
             vouchers::redeemed_by,
             vouchers::redeemed_device,
             voucher_sites::id.nullable(),
+            voucher_sites::name.nullable(),
             voucher_campaigns::closed_at,
             vouchers::allotment,
         ))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     let Some((
         campaign_id,
@@ -221,6 +225,7 @@ fn explain(
         redeemed_by,
         redeemed_device,
         site_id,
+        site_name,
         closed_at,
         allotment,
     )) = found
@@ -240,16 +245,11 @@ fn explain(
                 repeated: true,
             });
         }
-        let site = site_id
-            .map(|id| {
-                voucher_sites::table
-                    .find(id)
-                    .select(voucher_sites::name)
-                    .first::<String>(conn)
-            })
-            .transpose()?;
         record_failure(conn, scan, "already_collected", now)?;
-        return Ok(ScanOutcome::AlreadyCollected { at, site });
+        return Ok(ScanOutcome::AlreadyCollected {
+            at,
+            site: site_name,
+        });
     }
     if revoked_at.is_some() {
         return refuse(conn, scan, ScanRefusal::Revoked, now);
@@ -303,6 +303,11 @@ fn record_failure(
     Ok(())
 }
 
+/// The failures that count towards the limit: the WHERE clause of the partial index
+/// `voucher_scan_failures_limited`, word for word. A bound pattern would not match
+/// it, and SQLite would prepare the statement again at every execution.
+const LIMITED_FAILURE: &str = "voucher_scan_failures.reason LIKE 'limited:%'";
+
 /// Failures of this distributor within the window that count towards the limit.
 fn recent_failures(
     conn: &mut Conn,
@@ -314,7 +319,7 @@ fn recent_failures(
     Ok(voucher_scan_failures::table
         .filter(voucher_scan_failures::agent_id.eq(agent_id))
         .filter(voucher_scan_failures::at.gt(since))
-        .filter(voucher_scan_failures::reason.like("limited:%"))
+        .filter(diesel::dsl::sql::<Bool>(LIMITED_FAILURE))
         .count()
         .get_result(conn)?)
 }

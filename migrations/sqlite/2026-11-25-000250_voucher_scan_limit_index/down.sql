@@ -1,0 +1,1 @@
+DROP INDEX voucher_scan_failures_limited;
