@@ -140,6 +140,11 @@ async fn mail_merge_codes(response: reqwest::Response) -> Vec<(String, String)> 
         .collect()
 }
 
+/// The codes of the three `HOUSEHOLDS`, issued as a mail-merge file.
+async fn issue_households(browser: &AgentBrowser, campaign: &str) -> Vec<(String, String)> {
+    mail_merge_codes(import(browser, campaign, HOUSEHOLDS.as_bytes(), "csv", false).await).await
+}
+
 async fn scan(browser: &AgentBrowser, site: &str, code: &str) -> (StatusCode, String) {
     let csrf = browser.csrf().await;
     let answer = browser
@@ -222,9 +227,7 @@ async fn a_campaign_from_import_to_collection() {
         .agent_browser("agent@mairie.example", Role::Agent, None, &[])
         .await;
     let campaign = create_campaign(&agent, "Masques mai 2020").await;
-    let codes =
-        mail_merge_codes(import(&agent, &campaign.id, HOUSEHOLDS.as_bytes(), "csv", false).await)
-            .await;
+    let codes = issue_households(&agent, &campaign.id).await;
     assert_eq!(codes.len(), 3);
     assert_eq!(codes[0].0, "F-001");
     // The database holds neither the codes, nor the references, nor the addresses.
@@ -355,9 +358,7 @@ async fn every_bad_scan_gets_a_clear_answer_and_redeems_nothing() {
         .await;
     let masks = create_campaign(&agent, "Masques").await;
     let gel = create_campaign(&agent, "Gel").await;
-    let masks_codes =
-        mail_merge_codes(import(&agent, &masks.id, HOUSEHOLDS.as_bytes(), "csv", false).await)
-            .await;
+    let masks_codes = issue_households(&agent, &masks.id).await;
     let desk = distributor(&app, "distrib@mairie.example", &gel.site).await;
     let valid = masks_codes[0].1.replace('-', "");
 
@@ -408,9 +409,7 @@ async fn every_bad_scan_gets_a_clear_answer_and_redeems_nothing() {
         )
         .await;
     let theirs = create_campaign(&neighbour, "Masques voisins").await;
-    let their_codes =
-        mail_merge_codes(import(&neighbour, &theirs.id, HOUSEHOLDS.as_bytes(), "csv", false).await)
-            .await;
+    let their_codes = issue_households(&neighbour, &theirs.id).await;
     let (status, page) = scan(&desk, &gel.site, &their_codes[0].1).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(page.contains("Code inconnu"), "{page}");
@@ -452,9 +451,7 @@ async fn failed_scans_are_limited_per_distributor() {
         .agent_browser("agent@mairie.example", Role::Agent, None, &[])
         .await;
     let campaign = create_campaign(&agent, "Masques").await;
-    let codes =
-        mail_merge_codes(import(&agent, &campaign.id, HOUSEHOLDS.as_bytes(), "csv", false).await)
-            .await;
+    let codes = issue_households(&agent, &campaign.id).await;
     let guesser = app
         .agent_token("guesser@mairie.example", Role::Distributor)
         .await;
@@ -592,9 +589,7 @@ async fn a_bad_households_file_issues_nothing_and_an_import_never_issues_twice()
     assert!(stored_voucher_text(&app).await == "[]");
 
     // The same good file twice: the second import is refused line by line...
-    let first =
-        mail_merge_codes(import(&agent, &campaign.id, HOUSEHOLDS.as_bytes(), "csv", false).await)
-            .await;
+    let first = issue_households(&agent, &campaign.id).await;
     let again = import(&agent, &campaign.id, HOUSEHOLDS.as_bytes(), "csv", false).await;
     assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(again.text().await.unwrap().contains("already has a code"));
@@ -630,9 +625,7 @@ async fn a_lost_letter_is_revoked_and_replaced() {
         .agent_browser("agent@mairie.example", Role::Agent, None, &[])
         .await;
     let campaign = create_campaign(&agent, "Masques").await;
-    let codes =
-        mail_merge_codes(import(&agent, &campaign.id, HOUSEHOLDS.as_bytes(), "csv", false).await)
-            .await;
+    let codes = issue_households(&agent, &campaign.id).await;
     let csrf = agent.csrf().await;
     let lost = format!("/agent/vouchers/{}/lost", campaign.id);
     // A replacement needs an address to print.
