@@ -952,3 +952,34 @@ async fn each_role_reaches_only_its_voucher_pages() {
         .await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 }
+
+/// A town-sized import (large enough to refresh the database's statistics in its
+/// transaction) issues every code, and a scan then finds its code at once.
+#[tokio::test]
+async fn a_large_import_issues_every_code() {
+    let app = spawn_app().await;
+    let agent = app
+        .agent_browser("agent@mairie.example", Role::Agent, None, &[])
+        .await;
+    let campaign = create_campaign(&agent, "Masques").await;
+    let mut households = String::from("reference;address_1;address_2\n");
+    for n in 0..600 {
+        households.push_str(&format!("F-{n:04};Foyer {n};59000 Lille\n"));
+    }
+    let codes =
+        mail_merge_codes(import(&agent, &campaign.id, households.as_bytes(), "csv", false).await)
+            .await;
+    assert_eq!(codes.len(), 600);
+    let token = app
+        .agent_token("distrib@mairie.example", Role::Distributor)
+        .await;
+    let (status, body) = redeem_api(
+        &app,
+        &token,
+        &campaign.site,
+        json!({ "code": codes[599].1 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(redeemed_count(&app).await, 1);
+}

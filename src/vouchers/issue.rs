@@ -20,6 +20,8 @@ use crate::db::{AnyConnection, Conn};
 
 /// Rows per INSERT: well under SQLite's limit on bound parameters.
 const INSERT_CHUNK: usize = 1000;
+/// An import at least this large refreshes the table's statistics.
+const REFRESH_STATISTICS_AFTER: usize = 500;
 
 /// The index of a household within a campaign: the same reference (whatever its case)
 /// gives the same hash, and a reference cannot be read back from it.
@@ -122,6 +124,9 @@ pub fn issue_for_households(
         });
     }
     revoke_and_insert(conn, agent, &to_revoke, &rows)?;
+    if rows.len() >= REFRESH_STATISTICS_AFTER {
+        refresh_statistics(conn)?;
+    }
     audit::record(
         conn,
         AuditEvent::new(Actor::Agent(agent.id.clone()), "vouchers.issued")
@@ -304,6 +309,18 @@ fn revoke_and_insert(
 ) -> Result<(), VoucherError> {
     let refs: Vec<&NewVoucher> = rows.iter().collect();
     revoke_and_insert_refs(conn, agent, to_revoke, &refs)
+}
+
+/// Refreshes PostgreSQL's statistics of the vouchers table (in the import's own
+/// transaction, whose rows it counts). Without them, right after a large import the
+/// planner sees a near-empty table and may answer each scan by walking the campaign's
+/// codes through the household index instead of using the unique code index: measured
+/// at 4 ms a scan for 20,000 codes, growing with the campaign. SQLite needs nothing.
+fn refresh_statistics(conn: &mut Conn) -> Result<(), diesel::result::Error> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::sql_query("ANALYZE vouchers").execute(pg)?;
+    }
+    Ok(())
 }
 
 /// Two imports racing for the same household: the second one is told to retry.
