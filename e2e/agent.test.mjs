@@ -177,10 +177,11 @@ async function agentJourney(pass, viewport) {
     await page.getByRole('button', { name: 'Déposer', exact: true }).click();
     await page.waitForURL(/\/agent\/bulk\/[^/]+$/);
     const jobUrl = page.url();
-    await journey.check('bulk-job');
-    // bulk-progress.js polls and reloads the page with the report once finished.
+    // bulk-progress.js polls and reloads the page with the report once finished; the
+    // page is checked once that reload is over (a check during it would be cut short).
     const report = page.getByRole('table');
     await report.waitFor({ timeout: 30_000 });
+    await journey.check('bulk-job');
     assert.equal(page.url(), jobUrl);
     assert.equal(await page.locator('#bulk-progress').getAttribute('data-finished'), 'true');
     const delivered = page.locator('tr.outcome-delivered');
