@@ -59,10 +59,11 @@ pub enum LetterError {
     Io(#[from] io::Error),
     #[error("writing the mail-merge file failed: {0}")]
     Csv(#[from] csv::Error),
-    #[error("household {household}: {reason}")]
+    #[error("letter {letter}: {reason}")]
     InvalidLetter {
-        /// The household's reference: an id, fit for logs.
-        household: String,
+        /// The letter's position in the run, from 1: errors reach logs, and a
+        /// household reference is the commune's own and may say who lives there.
+        letter: usize,
         reason: &'static str,
     },
     #[error("there are no letters to write")]
@@ -197,7 +198,8 @@ pub struct Letter<'a> {
 }
 
 impl Letter<'_> {
-    fn check(&self) -> Result<(), LetterError> {
+    /// Checks the `number`th letter of the run (from 1).
+    fn check(&self, number: usize) -> Result<(), LetterError> {
         let reason = if self.address.len() > MAX_ADDRESS_LINES {
             "a postal address has at most six lines"
         } else if self.address.iter().all(|line| line.trim().is_empty()) {
@@ -208,7 +210,7 @@ impl Letter<'_> {
             return Ok(());
         };
         Err(LetterError::InvalidLetter {
-            household: self.household_reference.to_owned(),
+            letter: number,
             reason,
         })
     }
@@ -250,6 +252,7 @@ pub fn write_letters_pdf<'a, W: Write>(
 
     let threads = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
     let mut letters = letters.into_iter();
+    let mut checked = 0;
     let mut pages = Vec::new();
     let mut content = Vec::new();
     loop {
@@ -258,7 +261,8 @@ pub fn write_letters_pdf<'a, W: Write>(
             break;
         }
         for letter in &batch {
-            letter.check()?;
+            checked += 1;
+            letter.check(checked)?;
         }
         for (letter, qr) in batch.iter().zip(qr_codes(&batch, threads)?) {
             let page = pdf.reserve();
@@ -382,7 +386,7 @@ pub fn write_mail_merge_csv<'a, W: Write>(
     writer.write_record(MAIL_MERGE_HEADER)?;
     let mut rows = 0;
     for letter in letters {
-        letter.check()?;
+        letter.check(rows + 1)?;
         let allotment = letter.allotment.to_string();
         let grouped = letter.code.grouped();
         let mut record: Vec<Cow<'_, str>> = Vec::with_capacity(MAIL_MERGE_HEADER.len());
@@ -1641,9 +1645,10 @@ mod tests {
             letters(std::slice::from_ref(&household)),
             Vec::new(),
         );
-        assert!(
-            matches!(result, Err(LetterError::InvalidLetter { household, .. }) if household == "F-00000")
-        );
+        assert!(matches!(
+            result,
+            Err(LetterError::InvalidLetter { letter: 1, .. })
+        ));
 
         let none = write_letters_pdf(&campaign(), &LetterTexts::french(), [], Vec::new());
         assert!(matches!(none, Err(LetterError::NoLetters)));
