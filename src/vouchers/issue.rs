@@ -42,7 +42,23 @@ pub struct IssuedCode {
 /// The live voucher of a household, if it has one.
 struct LiveVoucher {
     id: String,
+    allotment: i32,
     redeemed: Option<(NaiveDateTime, Option<String>)>,
+}
+
+impl LiveVoucher {
+    /// Whether a new code may take this one's place: never once collected, and only
+    /// when the agent asked to replace.
+    fn replaceable(&self, existing: Existing) -> Result<(), VoucherError> {
+        match (&self.redeemed, existing) {
+            (Some((at, site)), _) => Err(VoucherError::AlreadyCollected {
+                at: *at,
+                site: site.clone(),
+            }),
+            (None, Existing::Refuse) => Err(VoucherError::HouseholdHasCode),
+            (None, Existing::Replace) => Ok(()),
+        }
+    }
 }
 
 /// What to do when a household already holds a live code.
@@ -52,6 +68,28 @@ pub enum Existing {
     Refuse,
     /// Revoke the old code and issue a new one (lost letters).
     Replace,
+}
+
+impl NewVoucher {
+    /// A voucher of `campaign` for the household `household_hash`, with its code.
+    fn new(
+        hasher: &KeyedHasher,
+        campaign: &Campaign,
+        household_hash: String,
+        allotment: i32,
+    ) -> (Self, VoucherCode) {
+        let code = VoucherCode::generate();
+        let row = Self {
+            id: crate::new_id(),
+            campaign_id: campaign.id.clone(),
+            code_hash: code.keyed_hash(hasher),
+            household_hash,
+            allotment,
+            citizen_id: None,
+            sealed_code: None,
+        };
+        (row, code)
+    }
 }
 
 /// One voucher to insert.
@@ -86,19 +124,19 @@ pub fn issue_for_households(
     let mut errors = Vec::new();
     let mut to_revoke = Vec::new();
     for (household, hash) in households.iter().zip(&hashes) {
-        if let Some(old) = live.get(hash) {
-            match (&old.redeemed, existing) {
-                (Some(_), _) => errors.push(LineError {
-                    line: household.line,
-                    reason: "reference: this household has already collected".to_owned(),
-                }),
-                (None, Existing::Refuse) => errors.push(LineError {
-                    line: household.line,
-                    reason: "reference: this household already has a code (choose to replace)"
-                        .to_owned(),
-                }),
-                (None, Existing::Replace) => to_revoke.push((old.id.clone(), hash.clone())),
-            }
+        let Some(old) = live.get(hash) else { continue };
+        match old.replaceable(existing) {
+            Ok(()) => to_revoke.push((old.id.clone(), hash.clone())),
+            Err(refusal) => errors.push(LineError {
+                line: household.line,
+                reason: match refusal {
+                    VoucherError::AlreadyCollected { .. } => {
+                        "reference: this household has already collected"
+                    }
+                    _ => "reference: this household already has a code (choose to replace)",
+                }
+                .to_owned(),
+            }),
         }
     }
     if !errors.is_empty() {
@@ -108,16 +146,8 @@ pub fn issue_for_households(
     let mut issued = Vec::with_capacity(households.len());
     let mut rows = Vec::with_capacity(households.len());
     for (household, hash) in households.iter().zip(hashes) {
-        let code = VoucherCode::generate();
-        rows.push(NewVoucher {
-            id: crate::new_id(),
-            campaign_id: campaign.id.clone(),
-            code_hash: code.keyed_hash(hasher),
-            household_hash: hash,
-            allotment: household.allotment,
-            citizen_id: None,
-            sealed_code: None,
-        });
+        let (row, code) = NewVoucher::new(hasher, campaign, hash, household.allotment);
+        rows.push(row);
         issued.push(IssuedCode {
             line: household.line,
             code,
@@ -157,47 +187,23 @@ pub fn issue_to_vault(
     voucher: &VaultVoucher<'_>,
     existing: Existing,
 ) -> Result<(), VoucherError> {
-    let citizen = voucher.citizen;
-    let household = Household {
-        line: 0,
-        reference: voucher.household_reference.to_owned(),
-        allotment: voucher.allotment,
-        address: Vec::new(),
-    };
     if campaign.is_closed() {
         return Err(VoucherError::CampaignClosed);
     }
-    let hash = household_hash(hasher, &campaign.id, &household.reference);
+    let citizen = voucher.citizen;
+    let hash = household_hash(hasher, &campaign.id, voucher.household_reference);
     let live = live_vouchers(conn, &campaign.id, std::slice::from_ref(&hash))?;
-    let to_revoke = match (live.get(&hash), existing) {
-        (None, _) => Vec::new(),
-        (
-            Some(LiveVoucher {
-                redeemed: Some((at, site)),
-                ..
-            }),
-            _,
-        ) => {
-            return Err(VoucherError::AlreadyCollected {
-                at: *at,
-                site: site.clone(),
-            });
-        }
-        (Some(_), Existing::Refuse) => return Err(VoucherError::HouseholdHasCode),
-        (Some(old), Existing::Replace) => vec![(old.id.clone(), hash.clone())],
-    };
-    let code = VoucherCode::generate();
-    let sealed = seal(&citizen.recipient, code.as_str().as_bytes())
-        .map_err(|error| VoucherError::Internal(error.to_string()))?;
-    let row = NewVoucher {
-        id: crate::new_id(),
-        campaign_id: campaign.id.clone(),
-        code_hash: code.keyed_hash(hasher),
-        household_hash: hash,
-        allotment: household.allotment,
-        citizen_id: Some(citizen.id.clone()),
-        sealed_code: Some(sealed),
-    };
+    let mut to_revoke = Vec::new();
+    if let Some(old) = live.get(&hash) {
+        old.replaceable(existing)?;
+        to_revoke.push((old.id.clone(), hash.clone()));
+    }
+    let (mut row, code) = NewVoucher::new(hasher, campaign, hash, voucher.allotment);
+    row.citizen_id = Some(citizen.id.clone());
+    row.sealed_code = Some(
+        seal(&citizen.recipient, code.as_str().as_bytes())
+            .map_err(|error| VoucherError::Internal(error.to_string()))?,
+    );
     revoke_and_insert(conn, agent, &to_revoke, std::slice::from_ref(&row))?;
     audit::record(
         conn,
@@ -227,32 +233,15 @@ pub fn revoke_household(
     let hash = household_hash(hasher, &campaign.id, reference);
     let live = live_vouchers(conn, &campaign.id, std::slice::from_ref(&hash))?;
     let old = live.get(&hash).ok_or(VoucherError::UnknownHousehold)?;
-    if let Some((at, site)) = &old.redeemed {
-        return Err(VoucherError::AlreadyCollected {
-            at: *at,
-            site: site.clone(),
-        });
-    }
-    let allotment: i32 = vouchers::table
-        .find(&old.id)
-        .select(vouchers::allotment)
-        .first(conn)?;
+    old.replaceable(Existing::Replace)?;
     let to_revoke = vec![(old.id.clone(), hash.clone())];
-    let replacement = replace.then(|| {
-        let code = VoucherCode::generate();
-        let row = NewVoucher {
-            id: crate::new_id(),
-            campaign_id: campaign.id.clone(),
-            code_hash: code.keyed_hash(hasher),
-            household_hash: hash,
-            allotment,
-            citizen_id: None,
-            sealed_code: None,
-        };
-        (code, row)
-    });
-    let rows: Vec<&NewVoucher> = replacement.iter().map(|(_, row)| row).collect();
-    revoke_and_insert_refs(conn, agent, &to_revoke, &rows)?;
+    let (rows, replacement) = if replace {
+        let (row, code) = NewVoucher::new(hasher, campaign, hash, old.allotment);
+        (vec![row], Some(code))
+    } else {
+        (Vec::new(), None)
+    };
+    revoke_and_insert(conn, agent, &to_revoke, &rows)?;
     audit::record(
         conn,
         AuditEvent::new(
@@ -267,8 +256,10 @@ pub fn revoke_household(
         .subject("voucher", &old.id)
         .details(serde_json::json!({ "campaign": campaign.id })),
     )?;
-    Ok(replacement.map(|(code, _)| (code, allotment)))
+    Ok(replacement.map(|code| (code, old.allotment)))
 }
+
+type LiveRow = (String, String, i32, Option<NaiveDateTime>, Option<String>);
 
 /// The live vouchers of these households, by household hash.
 fn live_vouchers(
@@ -278,7 +269,7 @@ fn live_vouchers(
 ) -> Result<HashMap<String, LiveVoucher>, diesel::result::Error> {
     let mut live = HashMap::new();
     for chunk in hashes.chunks(INSERT_CHUNK) {
-        let rows: Vec<(String, String, Option<NaiveDateTime>, Option<String>)> = vouchers::table
+        let rows: Vec<LiveRow> = vouchers::table
             .left_join(
                 voucher_sites::table
                     .on(vouchers::redeemed_site_id.eq(voucher_sites::id.nullable())),
@@ -289,26 +280,24 @@ fn live_vouchers(
             .select((
                 vouchers::id,
                 vouchers::household_hash,
+                vouchers::allotment,
                 vouchers::redeemed_at,
                 voucher_sites::name.nullable(),
             ))
             .load(conn)?;
-        for (id, hash, redeemed_at, site) in rows {
+        for (id, hash, allotment, redeemed_at, site) in rows {
             let redeemed = redeemed_at.map(|at| (at, site));
-            live.insert(hash, LiveVoucher { id, redeemed });
+            live.insert(
+                hash,
+                LiveVoucher {
+                    id,
+                    allotment,
+                    redeemed,
+                },
+            );
         }
     }
     Ok(live)
-}
-
-fn revoke_and_insert(
-    conn: &mut Conn,
-    agent: &Agent,
-    to_revoke: &[(String, String)],
-    rows: &[NewVoucher],
-) -> Result<(), VoucherError> {
-    let refs: Vec<&NewVoucher> = rows.iter().collect();
-    revoke_and_insert_refs(conn, agent, to_revoke, &refs)
 }
 
 /// Refreshes PostgreSQL's statistics of the vouchers table (in the import's own
@@ -336,11 +325,11 @@ fn unique_violation_is_a_race(error: diesel::result::Error) -> VoucherError {
 
 /// Revokes the old codes first (one live code per household is a unique index), then
 /// inserts the new ones and points each revoked code to its replacement.
-fn revoke_and_insert_refs(
+fn revoke_and_insert(
     conn: &mut Conn,
     agent: &Agent,
     to_revoke: &[(String, String)],
-    rows: &[&NewVoucher],
+    rows: &[NewVoucher],
 ) -> Result<(), VoucherError> {
     let now = crate::now();
     for chunk in to_revoke.chunks(INSERT_CHUNK) {
