@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Nullable, Text, Timestamp};
 
 use crate::db::schema::{voucher_campaigns, vouchers};
-use crate::db::{AnyConnection, Conn, DbError};
+use crate::db::{AnyConnection, Conn, DbError, sql_on_either_engine};
 
 /// What the figures are narrowed to. Every field but the tenant is optional.
 #[derive(Debug, Clone, Default)]
@@ -141,25 +141,19 @@ struct Seconds {
 
 /// Runs `sql` with the document scope's five parameters on either engine.
 macro_rules! with_document_scope {
-    ($conn:expr, $scope:expr, $sql:expr, $row:ty, $load:ident) => {{
-        let sql: String = $sql;
-        let (start, end) = ($scope.start(), $scope.end());
-        macro_rules! run {
-            ($c:expr, $text:expr) => {
-                diesel::sql_query($text)
-                    .bind::<Text, _>(&$scope.tenant_id)
-                    .bind::<Nullable<Text>, _>($scope.department_id.as_deref())
-                    .bind::<Nullable<Text>, _>($scope.category.as_deref())
-                    .bind::<Timestamp, _>(start)
-                    .bind::<Timestamp, _>(end)
-                    .$load::<$row>($c)
-            };
-        }
-        match $conn {
-            AnyConnection::Postgresql(pg) => run!(pg, sql),
-            AnyConnection::Sqlite(sqlite) => run!(sqlite, sql.replace('$', "?")),
-        }
-    }};
+    ($conn:expr, $scope:expr, $sql:expr, $row:ty, $load:ident) => {
+        sql_on_either_engine!(
+            $conn,
+            $sql,
+            $row,
+            $load,
+            (Text, &$scope.tenant_id),
+            (Nullable<Text>, $scope.department_id.as_deref()),
+            (Nullable<Text>, $scope.category.as_deref()),
+            (Timestamp, $scope.start()),
+            (Timestamp, $scope.end()),
+        )
+    };
 }
 
 /// Documents delivered in the scope, how many were opened and how fast.
@@ -290,24 +284,18 @@ pub fn notice_figures(conn: &mut Conn, scope: &Scope) -> Result<Vec<ChannelFigur
 
 /// Runs `sql` with `$1` tenant, `$2` campaign or NULL, `$3`–`$4` the range.
 macro_rules! with_voucher_scope {
-    ($conn:expr, $scope:expr, $sql:expr, $row:ty, $load:ident) => {{
-        let sql: String = $sql;
-        let (start, end) = ($scope.start(), $scope.end());
-        macro_rules! run {
-            ($c:expr, $text:expr) => {
-                diesel::sql_query($text)
-                    .bind::<Text, _>(&$scope.tenant_id)
-                    .bind::<Nullable<Text>, _>($scope.campaign_id.as_deref())
-                    .bind::<Timestamp, _>(start)
-                    .bind::<Timestamp, _>(end)
-                    .$load::<$row>($c)
-            };
-        }
-        match $conn {
-            AnyConnection::Postgresql(pg) => run!(pg, sql),
-            AnyConnection::Sqlite(sqlite) => run!(sqlite, sql.replace('$', "?")),
-        }
-    }};
+    ($conn:expr, $scope:expr, $sql:expr, $row:ty, $load:ident) => {
+        sql_on_either_engine!(
+            $conn,
+            $sql,
+            $row,
+            $load,
+            (Text, &$scope.tenant_id),
+            (Nullable<Text>, $scope.campaign_id.as_deref()),
+            (Timestamp, $scope.start()),
+            (Timestamp, $scope.end()),
+        )
+    };
 }
 
 /// The vouchers of the tenant's campaigns (or of one campaign).

@@ -22,6 +22,26 @@ pub type Conn = AnyConnection;
 /// The SQL dialect of `Conn`, for boxed queries that run on either engine.
 pub type SqlDialect = <AnyConnection as diesel::Connection>::Backend;
 
+/// Runs one SQL text, written with `$1`-style parameters, on whichever engine `conn`
+/// is (SQLite reads `?1` as PostgreSQL reads `$1`), with the same binds on both:
+/// `sql_on_either_engine!(conn, sql, Row, get_result, (Text, value), …)`. For the few
+/// statements the query builder cannot express on both engines (`RETURNING` from
+/// raw SQL, `ON CONFLICT … WHERE`, engine-specific day arithmetic).
+macro_rules! sql_on_either_engine {
+    ($conn:expr, $sql:expr, $row:ty, $load:ident $(, ($ty:ty, $value:expr))* $(,)?) => {{
+        let sql: &str = &$sql;
+        match $conn {
+            $crate::db::AnyConnection::Postgresql(pg) => diesel::sql_query(sql)
+                $(.bind::<$ty, _>($value))*
+                .$load::<$row>(pg),
+            $crate::db::AnyConnection::Sqlite(sqlite) => diesel::sql_query(sql.replace('$', "?"))
+                $(.bind::<$ty, _>($value))*
+                .$load::<$row>(sqlite),
+        }
+    }};
+}
+pub(crate) use sql_on_either_engine;
+
 /// How long a request waits for a pooled connection before the database is
 /// reported unavailable (instead of the pool's default 30 s).
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);

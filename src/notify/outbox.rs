@@ -10,7 +10,7 @@ use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text, Timestamp};
 use super::targets::NoticeTargets;
 use super::{NoticeChannel, NoticeKind, NoticeState};
 use crate::db::schema::{documents, notice_documents, notices};
-use crate::db::{AnyConnection, Conn, DbError};
+use crate::db::{AnyConnection, Conn, DbError, sql_on_either_engine};
 
 /// Queues the document notices of one delivery (call inside its transaction): each
 /// channel's notice still gathering documents absorbs this one, or a new notice due
@@ -91,24 +91,20 @@ pub(super) fn insert_or_attach(
          RETURNING id";
     let id = crate::new_id();
     let now = crate::now();
-    macro_rules! run {
-        ($conn:expr, $sql:expr) => {
-            diesel::sql_query($sql)
-                .bind::<Text, _>(&id)
-                .bind::<Text, _>(notice.tenant_id)
-                .bind::<Text, _>(notice.citizen_id)
-                .bind::<Text, _>(notice.kind.as_str())
-                .bind::<Text, _>(notice.channel.as_str())
-                .bind::<Binary, _>(notice.sealed_contact)
-                .bind::<Timestamp, _>(notice.due_at)
-                .bind::<Timestamp, _>(now)
-                .get_result::<NoticeIdRow>($conn)
-        };
-    }
-    let row = match conn {
-        AnyConnection::Postgresql(pg) => run!(pg, SQL),
-        AnyConnection::Sqlite(sqlite) => run!(sqlite, sqlite_placeholders(SQL)),
-    }?;
+    let row = sql_on_either_engine!(
+        conn,
+        SQL,
+        NoticeIdRow,
+        get_result,
+        (Text, &id),
+        (Text, notice.tenant_id),
+        (Text, notice.citizen_id),
+        (Text, notice.kind.as_str()),
+        (Text, notice.channel.as_str()),
+        (Binary, notice.sealed_contact),
+        (Timestamp, notice.due_at),
+        (Timestamp, now),
+    )?;
     Ok(row.id)
 }
 
@@ -125,11 +121,6 @@ pub(super) fn attach_document(
         ))
         .execute(conn)?;
     Ok(())
-}
-
-/// `$1` → `?1`: SQLite reads numbered parameters too, so one text serves both engines.
-fn sqlite_placeholders(sql: &str) -> String {
-    sql.replace('$', "?")
 }
 
 /// A notice a worker now holds, with what sending it needs.
@@ -192,7 +183,7 @@ pub fn claim_due_notices(
             run!(pg, format!("{SET} FOR UPDATE SKIP LOCKED){RETURNING}"))
         }
         AnyConnection::Sqlite(sqlite) => {
-            run!(sqlite, sqlite_placeholders(&format!("{SET}){RETURNING}")))
+            run!(sqlite, format!("{SET}){RETURNING}").replace('$', "?"))
         }
     }?;
     Ok(claimed)

@@ -11,7 +11,7 @@ use super::{CodeError, VoucherCode};
 use crate::agents::Agent;
 use crate::crypto::{HashDomain, KeyedHasher};
 use crate::db::schema::{voucher_campaigns, voucher_scan_failures, voucher_sites, vouchers};
-use crate::db::{AnyConnection, Conn, DbError};
+use crate::db::{Conn, DbError, sql_on_either_engine};
 
 /// A scan repeated by the same device at the same site within this time is the same
 /// pickup (a network retry, a double tap), not a second one.
@@ -148,25 +148,21 @@ fn mark_redeemed(
          AND EXISTS (SELECT 1 FROM voucher_campaigns \
              WHERE id = $7 AND tenant_id = $8 AND closed_at IS NULL) \
          RETURNING allotment";
-    macro_rules! run {
-        ($conn:expr, $sql:expr) => {
-            diesel::sql_query($sql)
-                .bind::<Timestamp, _>(now)
-                .bind::<Text, _>(&scan.site.id)
-                .bind::<Text, _>(&scan.agent.id)
-                .bind::<Bool, _>(scan.identity_checked)
-                .bind::<Nullable<Text>, _>(device)
-                .bind::<Text, _>(code_hash)
-                .bind::<Text, _>(&scan.campaign.id)
-                .bind::<Text, _>(&scan.agent.tenant_id)
-                .get_result::<AllotmentRow>($conn)
-                .optional()
-        };
-    }
-    let row = match conn {
-        AnyConnection::Postgresql(pg) => run!(pg, SQL),
-        AnyConnection::Sqlite(sqlite) => run!(sqlite, SQL.replace('$', "?")),
-    }?;
+    let row = sql_on_either_engine!(
+        conn,
+        SQL,
+        AllotmentRow,
+        get_result,
+        (Timestamp, now),
+        (Text, &scan.site.id),
+        (Text, &scan.agent.id),
+        (Bool, scan.identity_checked),
+        (Nullable<Text>, device),
+        (Text, code_hash),
+        (Text, &scan.campaign.id),
+        (Text, &scan.agent.tenant_id),
+    )
+    .optional()?;
     Ok(row.map(|row| row.allotment))
 }
 
