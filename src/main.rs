@@ -41,8 +41,18 @@ enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Maintain the officials' dashboard.
+    #[command(subcommand)]
+    Dashboard(DashboardCommand),
     /// Deliver every line of a CSV manifest through a portal's API.
     Deliver(DeliverArgs),
+}
+
+#[derive(Subcommand)]
+enum DashboardCommand {
+    /// Count the dashboard's figures again from the stored documents and notices
+    /// (after restoring a backup of some tables, for instance).
+    Refill,
 }
 
 #[derive(clap::Args)]
@@ -187,6 +197,14 @@ fn run(config: Config, command: Command) -> anyhow::Result<()> {
                     previous.display()
                 );
             }
+            Ok(())
+        }
+        Command::Dashboard(DashboardCommand::Refill) => {
+            let state = AppState::open(config)?;
+            state
+                .db
+                .write_blocking(eguichet::dashboard::refill::refill)?;
+            eprintln!("dashboard figures counted again from the stored data");
             Ok(())
         }
         // The client needs no database or keys of its own.

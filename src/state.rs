@@ -45,6 +45,9 @@ impl AppState {
         if applied > 0 {
             tracing::info!(migrations.applied = applied, "database migrated");
         }
+        if db.write_blocking(crate::dashboard::refill::fill_if_new)? {
+            tracing::info!("dashboard counters filled from the stored data");
+        }
         let storage = Storage::from_config(&config)?;
         let keys = Keyring::open(&config, &db)?;
         let slug =

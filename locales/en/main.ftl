@@ -448,6 +448,7 @@ dashboard-delivered = Documents delivered
 dashboard-opened = Documents opened
 dashboard-opened-share = Share of documents opened
 dashboard-median-open = Median time before opening
+dashboard-median-note = The median time is estimated from bands of delay: 5 minutes in the first hour, 15 minutes up to 4 hours, 1 hour up to a day, 6 hours up to a week, 1 day up to a month, wider beyond. Days are those of universal time (UTC).
 dashboard-withdrawn = Documents withdrawn by the commune
 dashboard-vouchers-issued = Live vouchers issued
 dashboard-vouchers-redeemed = Vouchers collected

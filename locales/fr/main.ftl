@@ -448,6 +448,7 @@ dashboard-delivered = Documents déposés
 dashboard-opened = Documents ouverts
 dashboard-opened-share = Part des documents ouverts
 dashboard-median-open = Délai médian avant ouverture
+dashboard-median-note = Le délai médian est estimé à partir de tranches de délai : 5 minutes la première heure, 15 minutes jusqu'à 4 heures, 1 heure jusqu'à un jour, 6 heures jusqu'à une semaine, 1 jour jusqu'à un mois, plus au-delà. Les jours sont ceux du temps universel (UTC).
 dashboard-withdrawn = Documents retirés par la commune
 dashboard-vouchers-issued = Bons valides émis
 dashboard-vouchers-redeemed = Bons retirés

@@ -1,11 +1,13 @@
-//! The figures of the dashboard, computed by the database from the tenant's data:
-//! documents delivered and opened, notices by channel, vouchers issued and collected.
-//! Only counts and durations come out of here; never a row about a person.
+//! The figures of the dashboard: documents delivered and opened and notices by
+//! channel, added up from the counters (`rollups`); vouchers issued and collected,
+//! counted from the campaign's codes. Only counts and durations come out of here;
+//! never a row about a person.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Double, Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 
+use super::delays;
 use crate::db::schema::{voucher_campaigns, vouchers};
 use crate::db::{AnyConnection, Conn, DbError, sql_on_either_engine};
 
@@ -49,6 +51,16 @@ impl Scope {
             .and_hms_opt(0, 0, 0)
             .unwrap_or_default()
     }
+
+    /// The first day, as the counters write days.
+    fn first_day(&self) -> String {
+        self.from.unwrap_or(EARLIEST).format("%Y-%m-%d").to_string()
+    }
+
+    /// The last day included, as the counters write days.
+    fn last_day(&self) -> String {
+        self.to.unwrap_or(LATEST).format("%Y-%m-%d").to_string()
+    }
 }
 
 /// Documents within the scope.
@@ -57,7 +69,8 @@ pub struct DocumentFigures {
     pub delivered: i64,
     pub opened: i64,
     pub withdrawn: i64,
-    /// Median time from delivery to first opening, in seconds (none opened: `None`).
+    /// Median time from delivery to first opening, in seconds, estimated from the
+    /// bands of `delays` (none opened: `None`).
     pub median_open_seconds: Option<f64>,
     /// Documents delivered per day (`YYYY-MM-DD`, count), days without any left out.
     pub per_day: Vec<(String, i64)>,
@@ -86,26 +99,25 @@ pub struct VoucherFigures {
     pub per_site: Vec<(String, i64)>,
 }
 
-/// The filters every document query shares, bound the same way on both engines:
-/// `$1` tenant, `$2` department or NULL, `$3` category or NULL, `$4`–`$5` the range.
-const DOCUMENT_SCOPE: &str = "d.tenant_id = $1 \
-     AND ($2 IS NULL OR d.department_id = $2) \
-     AND ($3 IS NULL OR d.category = $3) \
-     AND d.created_at >= $4 AND d.created_at < $5";
+/// The filters every query of the counters shares, bound the same way on both
+/// engines: `$1` tenant, `$2` department or NULL, `$3` category or NULL, `$4`–`$5` the
+/// first and last day.
+const DOCUMENT_SCOPE: &str = "tenant_id = $1 \
+     AND ($2 IS NULL OR department_id = $2) \
+     AND ($3 IS NULL OR category = $3) \
+     AND day >= $4 AND day <= $5";
+
+/// The same filters on `dashboard_notices`, where every notice also counts under `*`.
+const NOTICE_SCOPE: &str = "tenant_id = $1 \
+     AND department_id = COALESCE($2, '*') \
+     AND category = COALESCE($3, '*') \
+     AND day >= $4 AND day <= $5";
 
 /// The day of a timestamp column as `YYYY-MM-DD`, in each engine's words.
 fn day_of(conn: &Conn, column: &str) -> String {
     match conn {
         AnyConnection::Postgresql(_) => format!("to_char({column}, 'YYYY-MM-DD')"),
         AnyConnection::Sqlite(_) => format!("strftime('%Y-%m-%d', {column})"),
-    }
-}
-
-/// Seconds between two timestamp columns, in each engine's words.
-fn seconds_between(conn: &Conn, from: &str, to: &str) -> String {
-    match conn {
-        AnyConnection::Postgresql(_) => format!("EXTRACT(EPOCH FROM ({to} - {from}))::float8"),
-        AnyConnection::Sqlite(_) => format!("(julianday({to}) - julianday({from})) * 86400.0"),
     }
 }
 
@@ -116,7 +128,9 @@ struct Count {
 }
 
 #[derive(QueryableByName)]
-struct DocumentCounts {
+struct DayCounts {
+    #[diesel(sql_type = Text)]
+    day: String,
     #[diesel(sql_type = BigInt)]
     delivered: i64,
     #[diesel(sql_type = BigInt)]
@@ -134,12 +148,14 @@ struct Bucket {
 }
 
 #[derive(QueryableByName)]
-struct Seconds {
-    #[diesel(sql_type = Nullable<Double>)]
-    seconds: Option<f64>,
+struct BandCount {
+    #[diesel(sql_type = Integer)]
+    band: i32,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
 }
 
-/// Runs `sql` with the document scope's five parameters on either engine.
+/// Runs `sql` with the scope's five parameters on either engine.
 macro_rules! with_document_scope {
     ($conn:expr, $scope:expr, $sql:expr, $row:ty, $load:ident) => {
         sql_on_either_engine!(
@@ -150,78 +166,49 @@ macro_rules! with_document_scope {
             (Text, &$scope.tenant_id),
             (Nullable<Text>, $scope.department_id.as_deref()),
             (Nullable<Text>, $scope.category.as_deref()),
-            (Timestamp, $scope.start()),
-            (Timestamp, $scope.end()),
+            (Text, $scope.first_day()),
+            (Text, $scope.last_day()),
         )
     };
 }
 
-/// Documents delivered in the scope, how many were opened and how fast.
+/// Documents delivered in the scope, how many were opened and how fast, from the
+/// counters per day and per band of delay.
 pub fn document_figures(conn: &mut Conn, scope: &Scope) -> Result<DocumentFigures, DbError> {
-    // One pass over the scope's documents for the three counts.
-    let counts = with_document_scope!(
+    // PostgreSQL sums BIGINT into NUMERIC: the casts bring them back.
+    let days = with_document_scope!(
         conn,
         scope,
         format!(
-            "SELECT COUNT(*) AS delivered, COUNT(d.first_opened_at) AS opened, \
-             COUNT(d.withdrawn_at) AS withdrawn FROM documents d WHERE {DOCUMENT_SCOPE}"
+            "SELECT day, CAST(SUM(delivered) AS BIGINT) AS delivered, \
+             CAST(SUM(opened) AS BIGINT) AS opened, CAST(SUM(withdrawn) AS BIGINT) AS withdrawn \
+             FROM dashboard_documents WHERE {DOCUMENT_SCOPE} GROUP BY day ORDER BY day"
         ),
-        DocumentCounts,
-        get_result
-    )?;
-    let (delivered, opened, withdrawn) = (counts.delivered, counts.opened, counts.withdrawn);
-    let median_open_seconds = median_open_seconds(conn, scope, opened)?;
-    let day = day_of(conn, "d.created_at");
-    let per_day = with_document_scope!(
-        conn,
-        scope,
-        format!(
-            "SELECT {day} AS label, COUNT(*) AS n FROM documents d WHERE {DOCUMENT_SCOPE} \
-             GROUP BY {day} ORDER BY label"
-        ),
-        Bucket,
+        DayCounts,
         load
-    )?
-    .into_iter()
-    .map(|bucket| (bucket.label, bucket.n))
-    .collect();
+    )?;
+    let bands = with_document_scope!(
+        conn,
+        scope,
+        format!(
+            "SELECT band, CAST(SUM(opened) AS BIGINT) AS n FROM dashboard_open_delays \
+             WHERE {DOCUMENT_SCOPE} GROUP BY band"
+        ),
+        BandCount,
+        load
+    )?;
+    let bands: Vec<(i32, i64)> = bands.into_iter().map(|row| (row.band, row.n)).collect();
     Ok(DocumentFigures {
-        delivered,
-        opened,
-        withdrawn,
-        median_open_seconds,
-        per_day,
+        delivered: days.iter().map(|day| day.delivered).sum(),
+        opened: days.iter().map(|day| day.opened).sum(),
+        withdrawn: days.iter().map(|day| day.withdrawn).sum(),
+        median_open_seconds: delays::median_seconds(&bands),
+        per_day: days
+            .into_iter()
+            .filter(|day| day.delivered > 0)
+            .map(|day| (day.day, day.delivered))
+            .collect(),
     })
-}
-
-/// The median delay before first opening: the middle value (or the mean of the two
-/// middle ones) of the opened documents' delays, found by the database's sort.
-fn median_open_seconds(
-    conn: &mut Conn,
-    scope: &Scope,
-    opened: i64,
-) -> Result<Option<f64>, DbError> {
-    if opened == 0 {
-        return Ok(None);
-    }
-    let delay = seconds_between(conn, "d.created_at", "d.first_opened_at");
-    let (limit, offset) = if opened % 2 == 0 {
-        (2, opened / 2 - 1)
-    } else {
-        (1, opened / 2)
-    };
-    let middle = with_document_scope!(
-        conn,
-        scope,
-        format!(
-            "SELECT {delay} AS seconds FROM documents d WHERE {DOCUMENT_SCOPE} \
-             AND d.first_opened_at IS NOT NULL ORDER BY seconds LIMIT {limit} OFFSET {offset}"
-        ),
-        Seconds,
-        load
-    )?;
-    let values: Vec<f64> = middle.into_iter().filter_map(|row| row.seconds).collect();
-    Ok((!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64))
 }
 
 #[derive(QueryableByName)]
@@ -229,54 +216,50 @@ struct ChannelRow {
     #[diesel(sql_type = Text)]
     channel: String,
     #[diesel(sql_type = Text)]
-    state: String,
-    #[diesel(sql_type = Text)]
     kind: String,
     #[diesel(sql_type = BigInt)]
-    n: i64,
+    pending: i64,
+    #[diesel(sql_type = BigInt)]
+    sent: i64,
+    #[diesel(sql_type = BigInt)]
+    failed: i64,
 }
 
-/// Notices by channel. With a department or category, only notices about documents of
-/// that department or category count (a notice about several counts once).
+/// Notices by channel, queued within the dates. With a department or category, only
+/// notices about documents of that department or category count (a notice about
+/// several counts once).
 pub fn notice_figures(conn: &mut Conn, scope: &Scope) -> Result<Vec<ChannelFigures>, DbError> {
     let rows = with_document_scope!(
         conn,
         scope,
         format!(
-            "SELECT n.channel AS channel, n.state AS state, n.kind AS kind, COUNT(*) AS n \
-             FROM notices n WHERE n.tenant_id = $1 \
-             AND n.created_at >= $4 AND n.created_at < $5 \
-             AND (($2 IS NULL AND $3 IS NULL) OR EXISTS (\
-                 SELECT 1 FROM notice_documents nd JOIN documents d ON d.id = nd.document_id \
-                 WHERE nd.notice_id = n.id \
-                 AND ($2 IS NULL OR d.department_id = $2) AND ($3 IS NULL OR d.category = $3))) \
-             GROUP BY n.channel, n.state, n.kind ORDER BY n.channel"
+            "SELECT channel, kind, CAST(SUM(pending) AS BIGINT) AS pending, \
+             CAST(SUM(sent) AS BIGINT) AS sent, CAST(SUM(failed) AS BIGINT) AS failed \
+             FROM dashboard_notices WHERE {NOTICE_SCOPE} \
+             GROUP BY channel, kind ORDER BY channel, kind"
         ),
         ChannelRow,
         load
     )?;
     let mut channels: Vec<ChannelFigures> = Vec::new();
     for row in rows {
-        let index = match channels.iter().position(|c| c.channel == row.channel) {
-            Some(index) => index,
-            None => {
-                channels.push(ChannelFigures {
-                    channel: row.channel.clone(),
-                    ..ChannelFigures::default()
-                });
-                channels.len() - 1
-            }
+        if channels
+            .last()
+            .is_none_or(|last| last.channel != row.channel)
+        {
+            channels.push(ChannelFigures {
+                channel: row.channel.clone(),
+                ..ChannelFigures::default()
+            });
+        }
+        let Some(figures) = channels.last_mut() else {
+            continue;
         };
-        let figures = &mut channels[index];
-        match row.state.as_str() {
-            "sent" => {
-                figures.sent += row.n;
-                if row.kind == "reminder" {
-                    figures.reminders += row.n;
-                }
-            }
-            "dead" => figures.failed += row.n,
-            _ => figures.pending += row.n,
+        figures.sent += row.sent;
+        figures.failed += row.failed;
+        figures.pending += row.pending;
+        if row.kind == "reminder" {
+            figures.reminders += row.sent;
         }
     }
     Ok(channels)

@@ -4,8 +4,11 @@
 //! downloaded as CSV (`pages`).
 
 pub mod charts;
+pub mod delays;
 pub mod figures;
 pub mod pages;
+pub mod refill;
+pub mod rollups;
 
 use serde::Serialize;
 

@@ -146,6 +146,8 @@ struct Table {
     lines: Vec<Line>,
     /// The chart drawn from its first column, if it has one.
     chart: Option<String>,
+    /// How to read it, under the table.
+    note: Option<String>,
 }
 
 impl Dashboard {
@@ -210,6 +212,7 @@ impl Dashboard {
                 line("dashboard-vouchers-revoked", rule.show(vouchers.revoked)),
             ],
             chart: None,
+            note: Some(lang.text("dashboard-median-note")),
         }
     }
 
@@ -274,6 +277,7 @@ impl Dashboard {
                 })
                 .collect(),
             chart: None,
+            note: None,
         }
     }
 }
@@ -298,6 +302,7 @@ fn series_table(
             })
             .collect(),
         chart: None,
+        note: None,
     }
 }
 

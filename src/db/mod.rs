@@ -24,10 +24,23 @@ pub type SqlDialect = <AnyConnection as diesel::Connection>::Backend;
 
 /// Runs one SQL text, written with `$1`-style parameters, on whichever engine `conn`
 /// is (SQLite reads `?1` as PostgreSQL reads `$1`), with the same binds on both:
-/// `sql_on_either_engine!(conn, sql, Row, get_result, (Text, value), …)`. For the few
-/// statements the query builder cannot express on both engines (`RETURNING` from
-/// raw SQL, `ON CONFLICT … WHERE`, engine-specific day arithmetic).
+/// `sql_on_either_engine!(conn, sql, Row, get_result, (Text, value), …)`, or
+/// `sql_on_either_engine!(conn, sql, execute, …)` for a statement without rows. For
+/// the few statements the query builder cannot express on both engines (`RETURNING`
+/// from raw SQL, `ON CONFLICT … WHERE`, upserts that add to a counter,
+/// engine-specific day arithmetic).
 macro_rules! sql_on_either_engine {
+    ($conn:expr, $sql:expr, execute $(, ($ty:ty, $value:expr))* $(,)?) => {{
+        let sql: &str = &$sql;
+        match $conn {
+            $crate::db::AnyConnection::Postgresql(pg) => diesel::sql_query(sql)
+                $(.bind::<$ty, _>($value))*
+                .execute(pg),
+            $crate::db::AnyConnection::Sqlite(sqlite) => diesel::sql_query(sql.replace('$', "?"))
+                $(.bind::<$ty, _>($value))*
+                .execute(sqlite),
+        }
+    }};
     ($conn:expr, $sql:expr, $row:ty, $load:ident $(, ($ty:ty, $value:expr))* $(,)?) => {{
         let sql: &str = &$sql;
         match $conn {

@@ -320,6 +320,50 @@ diesel::joinable!(voucher_campaigns -> tenants (tenant_id));
 diesel::joinable!(voucher_sites -> voucher_campaigns (campaign_id));
 diesel::joinable!(vouchers -> voucher_campaigns (campaign_id));
 
+diesel::table! {
+    dashboard_documents (tenant_id, day, department_id, category) {
+        tenant_id -> Text,
+        day -> Text,
+        department_id -> Text,
+        category -> Text,
+        delivered -> BigInt,
+        opened -> BigInt,
+        withdrawn -> BigInt,
+    }
+}
+
+diesel::table! {
+    dashboard_open_delays (tenant_id, day, department_id, category, band) {
+        tenant_id -> Text,
+        day -> Text,
+        department_id -> Text,
+        category -> Text,
+        band -> Integer,
+        opened -> BigInt,
+    }
+}
+
+diesel::table! {
+    dashboard_notices (tenant_id, department_id, category, day, channel, kind) {
+        tenant_id -> Text,
+        day -> Text,
+        department_id -> Text,
+        category -> Text,
+        channel -> Text,
+        kind -> Text,
+        pending -> BigInt,
+        sent -> BigInt,
+        failed -> BigInt,
+    }
+}
+
+diesel::table! {
+    dashboard_rollups_filled (id) {
+        id -> Integer,
+        filled_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
     departments,
@@ -345,4 +389,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     voucher_sites,
     vouchers,
     voucher_scan_failures,
+    dashboard_documents,
+    dashboard_open_delays,
+    dashboard_notices,
+    dashboard_rollups_filled,
 );

@@ -22,7 +22,8 @@ use crate::db::DbError;
 pub use channels::Channels;
 pub use email::check_email_config;
 pub use outbox::{
-    claim_due_notices, enqueue_document_notices, enqueue_notices, forget_withdrawn_document,
+    Outcome, claim_due_notices, enqueue_document_notices, enqueue_notices,
+    forget_withdrawn_document, record_outcomes,
 };
 pub use reminder::queue_reminders;
 pub use sms::check_sms_config;

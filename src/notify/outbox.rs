@@ -9,6 +9,7 @@ use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text, Timestamp};
 
 use super::targets::NoticeTargets;
 use super::{NoticeChannel, NoticeKind, NoticeState};
+use crate::dashboard::rollups;
 use crate::db::schema::{documents, notice_documents, notices};
 use crate::db::{AnyConnection, Conn, DbError, sql_on_either_engine};
 
@@ -105,6 +106,9 @@ pub(super) fn insert_or_attach(
         (Timestamp, notice.due_at),
         (Timestamp, now),
     )?;
+    if row.id == id {
+        rollups::count_new_notice(conn, &row.id)?;
+    }
     Ok(row.id)
 }
 
@@ -114,12 +118,15 @@ pub(super) fn attach_document(
     notice_id: &str,
     document_id: &str,
 ) -> Result<(), DbError> {
-    diesel::insert_into(notice_documents::table)
-        .values((
-            notice_documents::notice_id.eq(notice_id),
-            notice_documents::document_id.eq(document_id),
-        ))
-        .execute(conn)?;
+    rollups::track_notices(conn, &[notice_id], |conn| {
+        diesel::insert_into(notice_documents::table)
+            .values((
+                notice_documents::notice_id.eq(notice_id),
+                notice_documents::document_id.eq(document_id),
+            ))
+            .execute(conn)
+            .map_err(DbError::from)
+    })?;
     Ok(())
 }
 
@@ -209,6 +216,17 @@ pub fn record_outcomes(
     conn: &mut Conn,
     outcomes: &[(ClaimedNotice, Outcome)],
 ) -> Result<(), DbError> {
+    let ids: Vec<&str> = outcomes
+        .iter()
+        .map(|(notice, _)| notice.id.as_str())
+        .collect();
+    rollups::track_notices(conn, &ids, |conn| record_each_outcome(conn, outcomes))
+}
+
+fn record_each_outcome(
+    conn: &mut Conn,
+    outcomes: &[(ClaimedNotice, Outcome)],
+) -> Result<(), DbError> {
     let now = crate::now();
     for (notice, outcome) in outcomes {
         let ours = notices::table
@@ -260,35 +278,41 @@ pub fn record_outcomes(
 }
 
 /// A withdrawn document must not be announced: it leaves the notices not yet sent,
-/// and a notice left about nothing is dropped. Run in the withdrawal's transaction.
-/// (A notice already being sent goes out; it names no document anyway.)
+/// and a notice it leaves about nothing is dropped. Run in the withdrawal's
+/// transaction. (A notice already being sent goes out; it names no document anyway.)
 pub fn forget_withdrawn_document(
     conn: &mut Conn,
     citizen_id: &str,
     document_id: &str,
 ) -> Result<(), DbError> {
     let unsent: Vec<String> = notices::table
+        .inner_join(notice_documents::table)
         .filter(notices::citizen_id.eq(citizen_id))
         .filter(notices::state.eq(NoticeState::Pending.as_str()))
+        .filter(notice_documents::document_id.eq(document_id))
         .select(notices::id)
         .load(conn)?;
     if unsent.is_empty() {
         return Ok(());
     }
-    diesel::delete(
-        notice_documents::table
-            .filter(notice_documents::document_id.eq(document_id))
-            .filter(notice_documents::notice_id.eq_any(&unsent)),
-    )
-    .execute(conn)?;
-    let still_about_something: Vec<String> = notice_documents::table
-        .filter(notice_documents::notice_id.eq_any(&unsent))
-        .select(notice_documents::notice_id)
-        .load(conn)?;
-    let empty: Vec<&String> = unsent
-        .iter()
-        .filter(|id| !still_about_something.contains(id))
-        .collect();
-    diesel::delete(notices::table.filter(notices::id.eq_any(empty))).execute(conn)?;
-    Ok(())
+    let unsent: Vec<&str> = unsent.iter().map(String::as_str).collect();
+    rollups::track_notices(conn, &unsent, |conn| {
+        diesel::delete(
+            notice_documents::table
+                .filter(notice_documents::document_id.eq(document_id))
+                .filter(notice_documents::notice_id.eq_any(&unsent)),
+        )
+        .execute(conn)?;
+        let still_about_something: Vec<String> = notice_documents::table
+            .filter(notice_documents::notice_id.eq_any(&unsent))
+            .select(notice_documents::notice_id)
+            .load(conn)?;
+        let empty: Vec<&str> = unsent
+            .iter()
+            .copied()
+            .filter(|id| !still_about_something.iter().any(|other| other == id))
+            .collect();
+        diesel::delete(notices::table.filter(notices::id.eq_any(empty))).execute(conn)?;
+        Ok(())
+    })
 }

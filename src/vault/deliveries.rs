@@ -283,6 +283,7 @@ pub fn withdraw_document(
     if changed == 0 {
         return Err(DocumentError::AlreadyWithdrawn);
     }
+    crate::dashboard::rollups::count_withdrawal(conn, &id.0)?;
     crate::notify::forget_withdrawn_document(conn, &citizen_id, &id.0)?;
     audit::record(
         conn,

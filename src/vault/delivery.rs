@@ -17,6 +17,7 @@ use crate::agents::org_chart::AgentScope;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::citizens::{self, CitizenKey, RecipientIndex};
 use crate::crypto::{EncryptionWorker, HashDomain, seal};
+use crate::dashboard::{self, rollups::DocumentGroup};
 use crate::db::schema::documents;
 use crate::state::AppState;
 use crate::storage::{BlobDigest, BlobKey, PendingBlob};
@@ -506,6 +507,13 @@ async fn commit_document(
                 .values(&row)
                 .execute(conn)
                 .map_err(crate::db::DbError::from)?;
+            let group = DocumentGroup::new(
+                &row.tenant_id,
+                row.department_id.as_deref(),
+                &row.category,
+                row.created_at,
+            );
+            dashboard::rollups::count_delivery(conn, &group)?;
             audit::record(
                 conn,
                 AuditEvent::new(Actor::Agent(row.agent_id.clone()), "document.delivered")

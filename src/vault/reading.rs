@@ -97,11 +97,15 @@ async fn record_opening(
     state
         .db
         .write(move |conn| -> Result<(), DocumentError> {
+            let now = crate::now();
             let first = diesel::update(documents::table.find(&id))
                 .filter(documents::first_opened_at.is_null())
-                .set(documents::first_opened_at.eq(crate::now()))
+                .set(documents::first_opened_at.eq(now))
                 .execute(conn)?
                 == 1;
+            if first {
+                crate::dashboard::rollups::count_first_opening(conn, &id, now)?;
+            }
             audit::record(
                 conn,
                 AuditEvent::new(Actor::Citizen(citizen_id.clone()), "document.opened")
