@@ -243,16 +243,16 @@ fn fill(url: &str, setup: &Setup, documents: i64, vouchers: i64) {
              ciphertext_sha256, plaintext_size, created_at, notified_at, first_opened_at, \
              withdrawn_at) \
              SELECT 'doc-' || lpad(i::text, 8, '0'), '{tenant}', \
-               CASE WHEN i % 10 = 0 THEN NULL ELSE ({departments})[1 + i % 5] END, \
+               CASE WHEN i % 10 = 0 THEN NULL ELSE ({departments})[(1 + i % 5)::int] END, \
                (SELECT id FROM agents WHERE role = 'agent' LIMIT 1), \
-               'cit-' || (1 + i % {CITIZENS}), ({categories})[1 + (i / 5) % 4], \
+               'cit-' || (1 + i % {CITIZENS}), ({categories})[(1 + (i / 5) % 4)::int], \
                'application/pdf', '\\x00'::bytea, '\\x00'::bytea, 'bench/' || i, 1000, \
                'sha', 900, created, created, \
                CASE WHEN i % 5 < 3 THEN created + ((i * 7919) % 1200) ^ 2 * interval '1 second' END, \
                CASE WHEN i % 100 = 7 THEN created + interval '1 day' END \
              FROM (SELECT i, timestamp '2025-01-01' + (i % {DAYS}) * interval '1 day' \
                      + ((i * 37) % 86400) * interval '1 second' AS created \
-                   FROM generate_series(1, {documents}) i) numbered",
+                   FROM generate_series(1::bigint, {documents}) i) numbered",
             tenant = setup.tenant_id,
         ),
         "INSERT INTO notices (id, tenant_id, citizen_id, kind, channel, sealed_contact, state, \
@@ -287,7 +287,13 @@ fn fill(url: &str, setup: &Setup, documents: i64, vouchers: i64) {
         "ANALYZE".to_owned(),
     ];
     for statement in statements {
-        diesel::sql_query(statement).execute(&mut conn).unwrap();
+        let started = Instant::now();
+        let rows = diesel::sql_query(&statement).execute(&mut conn).unwrap();
+        let what: String = statement.chars().take(40).collect();
+        eprintln!(
+            "preparing: {what}… {rows} rows in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
     }
 }
 

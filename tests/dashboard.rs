@@ -246,6 +246,9 @@ async fn the_figures_match_a_known_data_set_and_small_counts_are_hidden() {
         .unwrap();
     assert!(page.contains(&cell("Documents déposés", "6")), "{page}");
     assert!(page.contains(&cell("Bons retirés", "8")));
+    // The scope in words, which also goes to paper.
+    assert!(page.contains("Masques ·"), "{page}");
+    assert!(page.contains(&format!("{today} – {today}")));
     let yesterday = today - TimeDelta::days(1);
     let page = official
         .get(&format!("/agent/dashboard?from={yesterday}&to={yesterday}"))

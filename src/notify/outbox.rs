@@ -211,7 +211,8 @@ pub enum Outcome {
 
 /// Records outcomes; each update holds only while the claim is still ours (a worker
 /// whose lease was taken over changes nothing). A sent document notice stamps its
-/// documents' `notified_at`.
+/// documents' `notified_at`. The dashboard's counts move with the notices, once for
+/// the whole batch.
 pub fn record_outcomes(
     conn: &mut Conn,
     outcomes: &[(ClaimedNotice, Outcome)],
