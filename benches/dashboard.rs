@@ -17,9 +17,9 @@
     reason = "a benchmark fails loudly"
 )]
 
+mod support;
+
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -32,11 +32,10 @@ use eguichet::dashboard::refill;
 use eguichet::state::AppState;
 use eguichet::tenants::{self, Slug};
 use eguichet::vouchers::campaigns::{self, CampaignInput, SiteInput};
+use support::{DEFAULT_POSTGRES_URL, PgDatabase, Server};
 
 /// What the issue asks of the page.
 const TARGET: Duration = Duration::from_millis(300);
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const DEPARTMENTS: [&str; 5] = ["etat-civil", "finances", "urbanisme", "eau", "ecoles"];
 const CATEGORIES: [&str; 4] = ["impots", "etat-civil", "factures", "permis"];
 /// Documents are spread over this many days.
@@ -48,44 +47,6 @@ fn env_or(name: &str, default: i64) -> i64 {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
-}
-
-/// A fresh PostgreSQL database for one run, dropped afterwards (also on a panic).
-struct PgDatabase {
-    maintenance_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    fn create(maintenance_url: &str) -> Self {
-        let name = format!("eguichet_bench_dashboard_{}", std::process::id());
-        let mut conn = PgConnection::establish(maintenance_url).unwrap_or_else(|error| {
-            panic!("cannot reach PostgreSQL ({error}); set DASHBOARD_POSTGRES_URL")
-        });
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .unwrap();
-        let mut url = url::Url::parse(maintenance_url).unwrap();
-        url.set_path(&name);
-        Self {
-            maintenance_url: maintenance_url.to_owned(),
-            url: url.to_string(),
-            name,
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = PgConnection::establish(&self.maintenance_url) {
-            let _ = diesel::sql_query(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut conn);
-        }
-    }
 }
 
 /// An HTTP client for one-at-a-time requests from this thread.
@@ -111,51 +72,6 @@ impl Browser {
             Ok((status, response.text().await?))
         })
     }
-}
-
-/// The release server as a child process, killed when dropped.
-struct Server {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(config_file: &Path, data_dir: &Path, listen: &str) -> Server {
-    let log = data_dir.join("server.log");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_eguichet"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("EGUICHET_") {
-            command.env_remove(name);
-        }
-    }
-    let child = command
-        .arg("--config")
-        .arg(config_file)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let server = Server { child, log };
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    let health = format!("http://{listen}/healthz");
-    let browser = Browser::new(reqwest::Client::new());
-    while Instant::now() < deadline {
-        if browser.get(&health).is_ok_and(|(status, _)| status == 200) {
-            return server;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "the server did not start; its log:\n{}",
-        std::fs::read_to_string(&server.log).unwrap_or_default()
-    );
 }
 
 /// What the untimed setup leaves for the scenarios.
@@ -378,7 +294,7 @@ fn main() {
     let requests = env_or("REQUESTS", 40);
     let maintenance_url =
         std::env::var("DASHBOARD_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
-    let database = PgDatabase::create(&maintenance_url);
+    let database = PgDatabase::create(&maintenance_url, "dashboard", "set DASHBOARD_POSTGRES_URL");
     let data_dir = tempfile::tempdir().unwrap();
     let listen = {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -411,7 +327,7 @@ fn main() {
     );
     drop(state);
 
-    let server = start_server(&config_file, data_dir.path(), &listen);
+    let server = Server::start(&config_file, data_dir.path(), &listen);
     let base = format!("http://{listen}");
     let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
     jar.add_cookie_str(

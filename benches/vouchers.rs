@@ -16,9 +16,10 @@
     reason = "a benchmark fails loudly"
 )]
 
+mod support;
+
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -34,10 +35,9 @@ use eguichet::vouchers::VoucherCode;
 use eguichet::vouchers::campaigns::{self, CampaignInput, SiteInput};
 use eguichet::vouchers::households::Household;
 use eguichet::vouchers::issue::{self, Existing};
+use support::{DEFAULT_POSTGRES_URL, PgDatabase, Server};
 
 const TARGET_RATIO: f64 = 0.5;
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Rows per INSERT when filling the bare table.
 const INSERT_CHUNK: usize = 1000;
 /// `/proc` times are in clock ticks of 1/100 s on Linux.
@@ -70,69 +70,6 @@ impl Engine {
             Self::Sqlite => "SQLite",
             Self::Postgres => "PostgreSQL",
         }
-    }
-}
-
-/// A fresh PostgreSQL database for one run, dropped afterwards (also on a panic).
-struct PgDatabase {
-    maintenance_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    fn create(maintenance_url: &str) -> Self {
-        let name = format!("eguichet_bench_vouchers_{}", std::process::id());
-        let mut conn = PgConnection::establish(maintenance_url).unwrap_or_else(|error| {
-            panic!(
-                "cannot reach PostgreSQL ({error}); set VOUCHER_POSTGRES_URL, or \
-                 VOUCHER_ENGINES=sqlite"
-            )
-        });
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
-            .execute(&mut conn)
-            .unwrap();
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .unwrap();
-        let mut url = url::Url::parse(maintenance_url).unwrap();
-        url.set_path(&name);
-        Self {
-            maintenance_url: maintenance_url.to_owned(),
-            url: url.to_string(),
-            name,
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = PgConnection::establish(&self.maintenance_url) {
-            let _ = diesel::sql_query(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut conn);
-        }
-    }
-}
-
-/// The release server as a child process, killed when dropped.
-struct Server {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Server {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -232,52 +169,6 @@ fn set_up_campaign(config: Config, count: usize, clients: usize) -> Campaign {
         code_hashes,
         tokens,
     }
-}
-
-fn start_server(config_file: &Path, data_dir: &Path, listen: &str) -> Server {
-    let log = data_dir.join("server.log");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_eguichet"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("EGUICHET_") {
-            command.env_remove(name);
-        }
-    }
-    let child = command
-        .arg("--config")
-        .arg(config_file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let server = Server { child, log };
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        if healthz_answers(listen) {
-            return server;
-        }
-        if Instant::now() > deadline {
-            let log = std::fs::read_to_string(&server.log).unwrap_or_default();
-            panic!("the server did not answer /healthz:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// True when `GET /healthz` answers 200 (a plain blocking request, no runtime needed).
-fn healthz_answers(listen: &str) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(listen) else {
-        return false;
-    };
-    let request = format!("GET /healthz HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
 }
 
 /// CPU time of the server, of this process, and of everything else on the machine.
@@ -607,7 +498,11 @@ fn run_engine(engine: Engine, count: usize, clients: usize) -> (Run, Run) {
     let postgres = (engine == Engine::Postgres).then(|| {
         let maintenance = std::env::var("VOUCHER_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
-        PgDatabase::create(&maintenance)
+        PgDatabase::create(
+            &maintenance,
+            "vouchers",
+            "set VOUCHER_POSTGRES_URL, or VOUCHER_ENGINES=sqlite",
+        )
     });
     let data_dir = tempfile::tempdir().unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
@@ -639,7 +534,7 @@ fn run_engine(engine: Engine, count: usize, clients: usize) -> (Run, Run) {
         setup.elapsed().as_secs_f64()
     );
 
-    let server = start_server(&config_file, data_dir.path(), &listen);
+    let server = Server::start(&config_file, data_dir.path(), &listen);
     eprintln!(
         "{}: server pid {}; redeeming through HTTP…",
         engine.name(),

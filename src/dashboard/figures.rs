@@ -3,12 +3,13 @@
 //! counted from the campaign's codes. Only counts and durations come out of here;
 //! never a row about a person.
 
+use std::collections::BTreeMap;
+
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 
 use super::delays;
-use crate::db::schema::{voucher_campaigns, vouchers};
 use crate::db::{AnyConnection, Conn, DbError, sql_on_either_engine};
 
 /// What the figures are narrowed to. Every field but the tenant is optional.
@@ -122,12 +123,6 @@ fn day_of(conn: &Conn, column: &str) -> String {
 }
 
 #[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-#[derive(QueryableByName)]
 struct DayCounts {
     #[diesel(sql_type = Text)]
     day: String,
@@ -137,14 +132,6 @@ struct DayCounts {
     opened: i64,
     #[diesel(sql_type = BigInt)]
     withdrawn: i64,
-}
-
-#[derive(QueryableByName)]
-struct Bucket {
-    #[diesel(sql_type = Text)]
-    label: String,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
 }
 
 #[derive(QueryableByName)]
@@ -285,69 +272,65 @@ macro_rules! with_voucher_scope {
 const VOUCHER_SCOPE: &str = "FROM vouchers v JOIN voucher_campaigns c ON c.id = v.campaign_id \
      WHERE c.tenant_id = $1 AND ($2 IS NULL OR v.campaign_id = $2)";
 
-/// Vouchers of the campaign(s): issued and revoked over the whole campaign,
-/// collections within the date range.
-pub fn voucher_figures(conn: &mut Conn, scope: &Scope) -> Result<VoucherFigures, DbError> {
-    let count = |condition: &str| format!("SELECT COUNT(*) AS n {VOUCHER_SCOPE} AND {condition}");
-    let collected = "v.redeemed_at >= $3 AND v.redeemed_at < $4";
-    let (issued, revoked) = issued_and_revoked(conn, scope)?;
-    let redeemed = with_voucher_scope!(conn, scope, count(collected), Count, get_result)?.n;
-    let day = day_of(conn, "v.redeemed_at");
-    let per_day = with_voucher_scope!(
-        conn,
-        scope,
-        format!(
-            "SELECT {day} AS label, COUNT(*) AS n {VOUCHER_SCOPE} AND {collected} \
-             GROUP BY {day} ORDER BY label"
-        ),
-        Bucket,
-        load
-    )?
-    .into_iter()
-    .map(|bucket| (bucket.label, bucket.n))
-    .collect();
-    let per_site = with_voucher_scope!(
-        conn,
-        scope,
-        format!(
-            "SELECT s.name AS label, COUNT(*) AS n {VOUCHER_SCOPE} AND {collected} \
-             AND s.id = v.redeemed_site_id GROUP BY s.name ORDER BY s.name"
-        )
-        .replacen("FROM vouchers v", "FROM voucher_sites s, vouchers v", 1),
-        Bucket,
-        load
-    )?
-    .into_iter()
-    .map(|bucket| (bucket.label, bucket.n))
-    .collect();
-    Ok(VoucherFigures {
-        issued,
-        redeemed,
-        revoked,
-        per_day,
-        per_site,
-    })
+#[derive(QueryableByName)]
+struct IssuedRow {
+    #[diesel(sql_type = BigInt)]
+    issued: i64,
+    #[diesel(sql_type = BigInt)]
+    revoked: i64,
 }
 
-/// Live and revoked codes of the campaign(s), whatever the dates.
-fn issued_and_revoked(conn: &mut Conn, scope: &Scope) -> Result<(i64, i64), DbError> {
-    let of_scope = || {
-        let mut query = vouchers::table
-            .inner_join(voucher_campaigns::table)
-            .filter(voucher_campaigns::tenant_id.eq(scope.tenant_id.clone()))
-            .into_boxed::<crate::db::SqlDialect>();
-        if let Some(campaign) = &scope.campaign_id {
-            query = query.filter(vouchers::campaign_id.eq(campaign.clone()));
-        }
-        query
-    };
-    let issued = of_scope()
-        .filter(vouchers::revoked_at.is_null())
-        .count()
-        .get_result(conn)?;
-    let revoked = of_scope()
-        .filter(vouchers::revoked_at.is_not_null())
-        .count()
-        .get_result(conn)?;
-    Ok((issued, revoked))
+#[derive(QueryableByName)]
+struct CollectionRow {
+    #[diesel(sql_type = Text)]
+    day: String,
+    #[diesel(sql_type = Text)]
+    site: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Vouchers of the campaign(s): issued and revoked over the whole campaign,
+/// collections within the date range. Two passes over the codes: one counts them, one
+/// groups the collections by day and site, from which the total, the days and the
+/// sites are added up here.
+pub fn voucher_figures(conn: &mut Conn, scope: &Scope) -> Result<VoucherFigures, DbError> {
+    // Whatever the dates: only the tenant and the campaign are bound.
+    let codes = sql_on_either_engine!(
+        conn,
+        format!(
+            "SELECT COUNT(*) - COUNT(v.revoked_at) AS issued, COUNT(v.revoked_at) AS revoked \
+             {VOUCHER_SCOPE}"
+        ),
+        IssuedRow,
+        get_result,
+        (Text, &scope.tenant_id),
+        (Nullable<Text>, scope.campaign_id.as_deref()),
+    )?;
+    let day = day_of(conn, "v.redeemed_at");
+    let collections = with_voucher_scope!(
+        conn,
+        scope,
+        format!(
+            "SELECT {day} AS day, s.name AS site, COUNT(*) AS n {VOUCHER_SCOPE} \
+             AND v.redeemed_at >= $3 AND v.redeemed_at < $4 AND s.id = v.redeemed_site_id \
+             GROUP BY {day}, s.name"
+        )
+        .replacen("FROM vouchers v", "FROM voucher_sites s, vouchers v", 1),
+        CollectionRow,
+        load
+    )?;
+    let mut per_day: BTreeMap<String, i64> = BTreeMap::new();
+    let mut per_site: BTreeMap<String, i64> = BTreeMap::new();
+    for row in &collections {
+        *per_day.entry(row.day.clone()).or_default() += row.n;
+        *per_site.entry(row.site.clone()).or_default() += row.n;
+    }
+    Ok(VoucherFigures {
+        issued: codes.issued,
+        redeemed: collections.iter().map(|row| row.n).sum(),
+        revoked: codes.revoked,
+        per_day: per_day.into_iter().collect(),
+        per_site: per_site.into_iter().collect(),
+    })
 }
