@@ -288,6 +288,78 @@ fn time_plain_count(url: &str, tenant_id: &str, requests: i64) -> (Timings, Coun
     (timings, counted)
 }
 
+/// The queries behind the page, unfiltered, each timed alone on the same database:
+/// where the page's time goes.
+const PAGE_QUERIES: [(&str, &str); 4] = [
+    (
+        "SQL: documents per day (dashboard_documents)",
+        "SELECT day, SUM(delivered), SUM(opened), SUM(withdrawn) FROM dashboard_documents \
+         WHERE tenant_id = $1 GROUP BY day",
+    ),
+    (
+        "SQL: delay bands (dashboard_open_delays)",
+        "SELECT band, SUM(opened) FROM dashboard_open_delays WHERE tenant_id = $1 GROUP BY band",
+    ),
+    (
+        "SQL: notices (dashboard_notices)",
+        "SELECT channel, kind, SUM(pending), SUM(sent), SUM(failed) FROM dashboard_notices \
+         WHERE tenant_id = $1 AND department_id = '*' AND category = '*' GROUP BY channel, kind",
+    ),
+    (
+        "SQL: voucher collections by day and site (vouchers)",
+        "SELECT CAST(v.redeemed_at AS DATE), v.redeemed_site_id, COUNT(*) \
+         FROM vouchers v JOIN voucher_campaigns c ON c.id = v.campaign_id \
+         WHERE c.tenant_id = $1 AND v.redeemed_at IS NOT NULL GROUP BY 1, 2",
+    ),
+];
+
+/// Times `sql` (with the tenant as `$1`) `requests` times after one untimed run.
+fn time_query(url: &str, name: &str, sql: &str, tenant_id: &str, requests: i64) -> Timings {
+    let mut conn = PgConnection::establish(url).unwrap();
+    let mut run = || {
+        diesel::sql_query(sql)
+            .bind::<Text, _>(tenant_id)
+            .execute(&mut conn)
+            .unwrap()
+    };
+    run();
+    let samples = (0..requests)
+        .map(|_| {
+            let started = Instant::now();
+            run();
+            started.elapsed()
+        })
+        .collect();
+    Timings {
+        name: name.to_owned(),
+        samples,
+    }
+}
+
+/// How many rows each counter table holds.
+fn counter_rows(url: &str) -> Vec<(&'static str, i64)> {
+    let mut conn = PgConnection::establish(url).unwrap();
+    [
+        "dashboard_documents",
+        "dashboard_open_delays",
+        "dashboard_notices",
+    ]
+    .into_iter()
+    .map(|table| {
+        let rows = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+            .get_result::<Rows>(&mut conn)
+            .unwrap();
+        (table, rows.n)
+    })
+    .collect()
+}
+
+#[derive(QueryableByName)]
+struct Rows {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
 fn main() {
     let documents = env_or("DOCUMENTS", 1_000_000);
     let vouchers = env_or("VOUCHERS", 100_000);
@@ -346,13 +418,17 @@ fn main() {
     assert_eq!(counted.delivered, documents);
     let baseline = time_page(&browser, &base, "/agent", requests);
     let campaign = format!("/agent/dashboard?campaign={}", setup.campaign_id);
+    let queries: Vec<Timings> = PAGE_QUERIES
+        .iter()
+        .map(|(name, sql)| time_query(&database.url, name, sql, &setup.tenant_id, requests))
+        .collect();
     let scenarios: Vec<Timings> = [
         "/agent/dashboard",
         "/agent/dashboard?department=finances",
         "/agent/dashboard?category=impots&from=2025-03-01&to=2025-08-31",
         "/agent/dashboard?department=eau&category=permis&from=2026-01-01&to=2026-01-31",
         campaign.as_str(),
-        "/agent/dashboard/documents-per-day.csv",
+        "/agent/dashboard/documents-per-month.csv",
     ]
     .iter()
     .map(|path| time_page(&browser, &base, path, requests))
@@ -381,6 +457,7 @@ fn main() {
     let baseline_median = baseline.quantile(0.5);
     for timings in std::iter::once(&baseline)
         .chain(std::iter::once(&plain_count))
+        .chain(queries.iter())
         .chain(scenarios.iter())
     {
         let (median, p95) = (timings.quantile(0.5), timings.quantile(0.95));
@@ -395,7 +472,12 @@ fn main() {
     }
     println!(
         "\nbaseline: GET /agent (session, layout, no figures). Refill of the counters from \
-         the stored data: {:.1} s.",
-        refilled_in.as_secs_f64()
+         the stored data: {:.1} s. Counter rows: {}.",
+        refilled_in.as_secs_f64(),
+        counter_rows(&database.url)
+            .iter()
+            .map(|(table, rows)| format!("{table} {rows}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }

@@ -84,15 +84,15 @@ pub fn bar_chart(id: &str, title: &str, description: &str, bars: &[Bar]) -> Resu
     Ok(accessible(&svg, id, title, description))
 }
 
-/// A date `YYYY-MM-DD` as `DD/MM`; other labels as they are, cut to 14 characters.
+/// A date `YYYY-MM-DD` as `DD/MM`, a month `YYYY-MM` as `MM/YYYY`; other labels as
+/// they are, cut to 14 characters.
 fn short_label(label: &str) -> String {
     let parts: Vec<&str> = label.split('-').collect();
-    if let [year, month, day] = parts.as_slice()
-        && year.len() == 4
-    {
-        return format!("{day}/{month}");
+    match parts.as_slice() {
+        [year, month, day] if year.len() == 4 => format!("{day}/{month}"),
+        [year, month] if year.len() == 4 && month.len() == 2 => format!("{month}/{year}"),
+        _ => label.chars().take(14).collect(),
     }
-    label.chars().take(14).collect()
 }
 
 /// Adds the role, title and description, and lets the chart scale to its box.

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Date, Integer, Nullable, Text, Timestamp};
 
 use super::delays;
+use crate::db::schema::{voucher_campaigns, voucher_sites};
 use crate::db::{AnyConnection, Conn, DbError, sql_on_either_engine};
 
 /// What the figures are narrowed to. Every field but the tenant is optional.
@@ -114,11 +115,12 @@ const NOTICE_SCOPE: &str = "tenant_id = $1 \
      AND category = COALESCE($3, '*') \
      AND day >= $4 AND day <= $5";
 
-/// The day of a timestamp column as `YYYY-MM-DD`, in each engine's words.
-fn day_of(conn: &Conn, column: &str) -> String {
+/// The date of a timestamp column, in each engine's words (a cast is cheaper than
+/// formatting the text on PostgreSQL).
+fn date_of(conn: &Conn, column: &str) -> String {
     match conn {
-        AnyConnection::Postgresql(_) => format!("to_char({column}, 'YYYY-MM-DD')"),
-        AnyConnection::Sqlite(_) => format!("strftime('%Y-%m-%d', {column})"),
+        AnyConnection::Postgresql(_) => format!("CAST({column} AS DATE)"),
+        AnyConnection::Sqlite(_) => format!("date({column})"),
     }
 }
 
@@ -282,10 +284,10 @@ struct IssuedRow {
 
 #[derive(QueryableByName)]
 struct CollectionRow {
+    #[diesel(sql_type = Date)]
+    day: NaiveDate,
     #[diesel(sql_type = Text)]
-    day: String,
-    #[diesel(sql_type = Text)]
-    site: String,
+    site_id: String,
     #[diesel(sql_type = BigInt)]
     n: i64,
 }
@@ -307,24 +309,34 @@ pub fn voucher_figures(conn: &mut Conn, scope: &Scope) -> Result<VoucherFigures,
         (Text, &scope.tenant_id),
         (Nullable<Text>, scope.campaign_id.as_deref()),
     )?;
-    let day = day_of(conn, "v.redeemed_at");
+    let day = date_of(conn, "v.redeemed_at");
     let collections = with_voucher_scope!(
         conn,
         scope,
         format!(
-            "SELECT {day} AS day, s.name AS site, COUNT(*) AS n {VOUCHER_SCOPE} \
-             AND v.redeemed_at >= $3 AND v.redeemed_at < $4 AND s.id = v.redeemed_site_id \
-             GROUP BY {day}, s.name"
-        )
-        .replacen("FROM vouchers v", "FROM voucher_sites s, vouchers v", 1),
+            "SELECT {day} AS day, COALESCE(v.redeemed_site_id, '') AS site_id, COUNT(*) AS n \
+             {VOUCHER_SCOPE} AND v.redeemed_at >= $3 AND v.redeemed_at < $4 \
+             GROUP BY {day}, v.redeemed_site_id"
+        ),
         CollectionRow,
         load
     )?;
+    let site_names: BTreeMap<String, String> = voucher_sites::table
+        .inner_join(voucher_campaigns::table)
+        .filter(voucher_campaigns::tenant_id.eq(&scope.tenant_id))
+        .select((voucher_sites::id, voucher_sites::name))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .collect();
+    // Sites of the same name (one per campaign, say) count together, as people know them.
     let mut per_day: BTreeMap<String, i64> = BTreeMap::new();
     let mut per_site: BTreeMap<String, i64> = BTreeMap::new();
     for row in &collections {
-        *per_day.entry(row.day.clone()).or_default() += row.n;
-        *per_site.entry(row.site.clone()).or_default() += row.n;
+        *per_day
+            .entry(row.day.format("%Y-%m-%d").to_string())
+            .or_default() += row.n;
+        let site = site_names.get(&row.site_id).cloned().unwrap_or_default();
+        *per_site.entry(site).or_default() += row.n;
     }
     Ok(VoucherFigures {
         issued: codes.issued,

@@ -217,24 +217,26 @@ impl Dashboard {
     }
 
     fn documents_per_day(&self, lang: Lang, rule: SmallCounts) -> Table {
+        let (period, series) = Period::of(&self.documents.per_day);
         series_table(
-            "documents-per-day",
-            lang.text("dashboard-documents-per-day"),
-            vec![lang.text("dashboard-day"), lang.text("dashboard-delivered")],
-            &self.documents.per_day,
+            period.name("documents"),
+            lang.text(&format!("dashboard-{}", period.name("documents"))),
+            vec![lang.text(period.header()), lang.text("dashboard-delivered")],
+            &series,
             rule,
         )
     }
 
     fn vouchers_per_day(&self, lang: Lang, rule: SmallCounts) -> Table {
+        let (period, series) = Period::of(&self.vouchers.per_day);
         series_table(
-            "vouchers-per-day",
-            lang.text("dashboard-vouchers-per-day"),
+            period.name("vouchers"),
+            lang.text(&format!("dashboard-{}", period.name("vouchers"))),
             vec![
-                lang.text("dashboard-day"),
+                lang.text(period.header()),
                 lang.text("dashboard-vouchers-redeemed"),
             ],
-            &self.vouchers.per_day,
+            &series,
             rule,
         )
     }
@@ -278,6 +280,59 @@ impl Dashboard {
                 .collect(),
             chart: None,
             note: None,
+        }
+    }
+}
+
+/// How a dated series is shown: by day, or by month when its days span more than
+/// `Period::DAILY_UP_TO_DAYS` (two years of days make an unreadable chart and table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Period {
+    Day,
+    Month,
+}
+
+impl Period {
+    const DAILY_UP_TO_DAYS: i64 = 92;
+
+    /// The period fitting a series of (`YYYY-MM-DD`, count) in day order, and the
+    /// series by that period (months written `YYYY-MM`).
+    fn of(series: &[(String, i64)]) -> (Self, Vec<(String, i64)>) {
+        let day = |label: &str| NaiveDate::parse_from_str(label, "%Y-%m-%d").ok();
+        let span = match (series.first(), series.last()) {
+            (Some((first, _)), Some((last, _))) => day(last)
+                .zip(day(first))
+                .map_or(0, |(last, first)| (last - first).num_days()),
+            _ => 0,
+        };
+        if span <= Self::DAILY_UP_TO_DAYS {
+            return (Self::Day, series.to_vec());
+        }
+        let mut months: Vec<(String, i64)> = Vec::new();
+        for (label, count) in series {
+            let month: String = label.chars().take(7).collect();
+            match months.last_mut() {
+                Some((last, total)) if *last == month => *total += count,
+                _ => months.push((month, *count)),
+            }
+        }
+        (Self::Month, months)
+    }
+
+    /// The table's name, for `kind` (`documents`, `vouchers`): `documents-per-day`…
+    fn name(self, kind: &str) -> &'static str {
+        match (kind, self) {
+            ("documents", Self::Day) => "documents-per-day",
+            ("documents", Self::Month) => "documents-per-month",
+            (_, Self::Day) => "vouchers-per-day",
+            (_, Self::Month) => "vouchers-per-month",
+        }
+    }
+
+    fn header(self) -> &'static str {
+        match self {
+            Self::Day => "dashboard-day",
+            Self::Month => "dashboard-month",
         }
     }
 }
@@ -478,6 +533,27 @@ fn csv_of(table: &Table) -> Result<Vec<u8>, csv::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_series_are_shown_by_month() {
+        let days = |labels: &[&str]| -> Vec<(String, i64)> {
+            labels
+                .iter()
+                .map(|label| ((*label).to_owned(), 3))
+                .collect()
+        };
+        let short = days(&["2026-01-01", "2026-04-03"]);
+        assert_eq!(Period::of(&short), (Period::Day, short.clone()));
+        let long = days(&["2026-01-01", "2026-01-20", "2026-04-05"]);
+        assert_eq!(
+            Period::of(&long),
+            (
+                Period::Month,
+                vec![("2026-01".to_owned(), 6), ("2026-04".to_owned(), 3)]
+            )
+        );
+        assert_eq!(Period::of(&[]), (Period::Day, Vec::new()));
+    }
 
     #[test]
     fn durations_read_naturally() {
