@@ -569,10 +569,10 @@ async fn a_bad_households_file_issues_nothing_and_an_import_never_issues_twice()
     assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let page = answer.text().await.unwrap();
     for expected in [
-        "Ligne 3 : reference: the same household is on line 2",
-        "Ligne 4 : allotment",
-        "Ligne 5 : allotment",
-        "Ligne 6 : address_1",
+        "Ligne 3 : reference : le même foyer figure à la ligne 2.",
+        "Ligne 4 : allotment : un nombre entier de 1 à 1000.",
+        "Ligne 5 : allotment : un nombre entier",
+        "Ligne 6 : address_1 : absente",
         "Aucun code n&#x27;a été émis",
     ] {
         assert!(page.contains(expected), "{expected}: {page}");
@@ -584,7 +584,7 @@ async fn a_bad_households_file_issues_nothing_and_an_import_never_issues_twice()
             .text()
             .await
             .unwrap()
-            .contains("reference, address_1")
+            .contains("Il manque à l&#x27;en-tête la ou les colonnes : reference, address_1.")
     );
     assert!(stored_voucher_text(&app).await == "[]");
 
@@ -592,7 +592,13 @@ async fn a_bad_households_file_issues_nothing_and_an_import_never_issues_twice()
     let first = issue_households(&agent, &campaign.id).await;
     let again = import(&agent, &campaign.id, HOUSEHOLDS.as_bytes(), "csv", false).await;
     assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(again.text().await.unwrap().contains("already has a code"));
+    assert!(
+        again
+            .text()
+            .await
+            .unwrap()
+            .contains("Ligne 2 : reference : ce foyer a déjà un code")
+    );
     // ...unless the agent asks to replace (the first file was lost): new codes, and
     // the old ones no longer work.
     let replaced =
@@ -614,7 +620,7 @@ async fn a_bad_households_file_issues_nothing_and_an_import_never_issues_twice()
             .text()
             .await
             .unwrap()
-            .contains("Ligne 2 : reference: this household has already collected")
+            .contains("Ligne 2 : reference : ce foyer a déjà retiré sa dotation.")
     );
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::bulk::manifest::{LineError, ManifestLimits, SpreadsheetCsv};
+use crate::bulk::manifest::{ManifestLimits, SpreadsheetCsv};
 
 use super::campaigns::{MAX_ALLOTMENT, parse_allotment};
 
@@ -41,7 +41,92 @@ pub enum HouseholdsError {
     Malformed(String),
     /// Some lines are wrong: nothing is issued until the file is corrected.
     #[error("{} line(s) refused", .0.len())]
-    Lines(Vec<LineError>),
+    Lines(Vec<HouseholdLineError>),
+}
+
+impl HouseholdsError {
+    /// What to tell the agent: a locale key and its arguments.
+    pub fn message(&self) -> (&'static str, Vec<(&'static str, String)>) {
+        match self {
+            Self::Empty => ("households-empty", vec![]),
+            Self::TooLarge { limit } => {
+                ("households-too-large", vec![("limit", limit.to_string())])
+            }
+            Self::TooManyLines { limit } => {
+                ("households-too-many", vec![("limit", limit.to_string())])
+            }
+            Self::MissingColumns(columns) => (
+                "households-missing-columns",
+                vec![("columns", columns.clone())],
+            ),
+            Self::DuplicateColumn(column) => (
+                "households-duplicate-column",
+                vec![("column", column.clone())],
+            ),
+            Self::Malformed(detail) => ("households-malformed", vec![("detail", detail.clone())]),
+            Self::Lines(lines) => ("households-lines", vec![("count", lines.len().to_string())]),
+        }
+    }
+}
+
+/// One refused line of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HouseholdLineError {
+    /// Its line in the file (the header is line 1).
+    pub line: usize,
+    pub problem: LineProblem,
+}
+
+/// What is wrong with a line, named by its column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineProblem {
+    #[error("reference: missing")]
+    MissingReference,
+    #[error("reference: at most {MAX_REFERENCE_CHARS} printable characters")]
+    LongReference,
+    #[error("reference: the same household is on line {first}")]
+    SameHousehold { first: usize },
+    #[error("allotment: a whole number from 1 to {MAX_ALLOTMENT}")]
+    BadAllotment,
+    #[error("address_1: missing (the letter could not be posted)")]
+    MissingAddress,
+    #[error("address_{line}: at most {MAX_ADDRESS_LINE_CHARS} printable characters")]
+    LongAddress { line: usize },
+    #[error("reference: this household already has a code (choose to replace)")]
+    HasCode,
+    #[error("reference: this household has already collected")]
+    HasCollected,
+}
+
+impl LineProblem {
+    /// What to tell the agent: a locale key and its arguments.
+    pub fn message(&self) -> (&'static str, Vec<(&'static str, String)>) {
+        match self {
+            Self::MissingReference => ("households-line-missing-reference", vec![]),
+            Self::LongReference => (
+                "households-line-long-reference",
+                vec![("max", MAX_REFERENCE_CHARS.to_string())],
+            ),
+            Self::SameHousehold { first } => (
+                "households-line-same-household",
+                vec![("first", first.to_string())],
+            ),
+            Self::BadAllotment => (
+                "households-line-bad-allotment",
+                vec![("max", MAX_ALLOTMENT.to_string())],
+            ),
+            Self::MissingAddress => ("households-line-missing-address", vec![]),
+            Self::LongAddress { line } => (
+                "households-line-long-address",
+                vec![
+                    ("line", line.to_string()),
+                    ("max", MAX_ADDRESS_LINE_CHARS.to_string()),
+                ],
+            ),
+            Self::HasCode => ("households-line-has-code", vec![]),
+            Self::HasCollected => ("households-line-has-collected", vec![]),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -140,16 +225,16 @@ pub fn parse_households(
             Ok(household) => {
                 let key = household.reference.to_lowercase();
                 if let Some(first) = seen.get(&key) {
-                    errors.push(LineError {
+                    errors.push(HouseholdLineError {
                         line,
-                        reason: format!("reference: the same household is on line {first}"),
+                        problem: LineProblem::SameHousehold { first: *first },
                     });
                 } else {
                     seen.insert(key, line);
                     households.push(household);
                 }
             }
-            Err(reason) => errors.push(LineError { line, reason }),
+            Err(problem) => errors.push(HouseholdLineError { line, problem }),
         }
     }
     if !errors.is_empty() {
@@ -167,30 +252,24 @@ fn check_line(
     allotment: &str,
     address: Vec<String>,
     default_allotment: i32,
-) -> Result<Household, String> {
+) -> Result<Household, LineProblem> {
     if reference.is_empty() {
-        return Err("reference: missing".to_owned());
+        return Err(LineProblem::MissingReference);
     }
     if reference.chars().count() > MAX_REFERENCE_CHARS || reference.chars().any(char::is_control) {
-        return Err(format!(
-            "reference: at most {MAX_REFERENCE_CHARS} printable characters"
-        ));
+        return Err(LineProblem::LongReference);
     }
     let allotment = if allotment.is_empty() {
         default_allotment
     } else {
-        parse_allotment(allotment)
-            .ok_or_else(|| format!("allotment: a whole number from 1 to {MAX_ALLOTMENT}"))?
+        parse_allotment(allotment).ok_or(LineProblem::BadAllotment)?
     };
     if address[0].is_empty() {
-        return Err("address_1: missing (the letter could not be posted)".to_owned());
+        return Err(LineProblem::MissingAddress);
     }
     for (n, text) in address.iter().enumerate() {
         if text.chars().count() > MAX_ADDRESS_LINE_CHARS || text.chars().any(char::is_control) {
-            return Err(format!(
-                "address_{}: at most {MAX_ADDRESS_LINE_CHARS} printable characters",
-                n + 1
-            ));
+            return Err(LineProblem::LongAddress { line: n + 1 });
         }
     }
     Ok(Household {
@@ -233,9 +312,11 @@ mod tests {
         };
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![3, 4, 5, 6, 7]);
-        assert!(errors[0].reason.contains("line 2"));
-        assert!(errors[2].reason.starts_with("allotment"));
-        assert!(errors[4].reason.starts_with("address_1"));
+        assert_eq!(errors[0].problem, LineProblem::SameHousehold { first: 2 });
+        assert_eq!(errors[1].problem, LineProblem::MissingReference);
+        assert_eq!(errors[2].problem, LineProblem::BadAllotment);
+        assert_eq!(errors[3].problem, LineProblem::BadAllotment);
+        assert_eq!(errors[4].problem, LineProblem::MissingAddress);
     }
 
     #[test]

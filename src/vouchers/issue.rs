@@ -8,11 +8,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::campaigns::Campaign;
-use super::households::Household;
+use super::households::{Household, HouseholdLineError, LineProblem};
 use super::{VoucherCode, VoucherError};
 use crate::agents::Agent;
 use crate::audit::{self, Actor, AuditEvent};
-use crate::bulk::manifest::LineError;
 use crate::citizens::CitizenKey;
 use crate::crypto::{HashDomain, KeyedHasher, seal};
 use crate::db::schema::{voucher_sites, vouchers};
@@ -127,15 +126,12 @@ pub fn issue_for_households(
         let Some(old) = live.get(hash) else { continue };
         match old.replaceable(existing) {
             Ok(()) => to_revoke.push((old.id.clone(), hash.clone())),
-            Err(refusal) => errors.push(LineError {
+            Err(refusal) => errors.push(HouseholdLineError {
                 line: household.line,
-                reason: match refusal {
-                    VoucherError::AlreadyCollected { .. } => {
-                        "reference: this household has already collected"
-                    }
-                    _ => "reference: this household already has a code (choose to replace)",
-                }
-                .to_owned(),
+                problem: match refusal {
+                    VoucherError::AlreadyCollected { .. } => LineProblem::HasCollected,
+                    _ => LineProblem::HasCode,
+                },
             }),
         }
     }

@@ -23,8 +23,8 @@ pub use letters::{
     write_letters_pdf, write_mail_merge_csv,
 };
 
-use crate::bulk::manifest::LineError;
 use crate::db::DbError;
+use households::HouseholdLineError;
 
 /// Why a voucher action was refused; each has a stable code and a clear message.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,7 @@ pub enum VoucherError {
     },
     /// Households that cannot get a code; nothing was issued.
     #[error("{} line(s) refused", .0.len())]
-    Lines(Vec<LineError>),
+    Lines(Vec<HouseholdLineError>),
     #[error("another import for the same households ran at the same time; try again")]
     Conflict,
     #[error(transparent)]

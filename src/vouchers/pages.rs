@@ -239,6 +239,38 @@ fn error_key(error: &VoucherError) -> Option<&'static str> {
     })
 }
 
+/// A locale key and its arguments, in the page's language.
+fn in_words(lang: Lang, (key, args): (&'static str, Vec<(&'static str, String)>)) -> String {
+    lang.text_with(key, &args)
+}
+
+/// The campaign page again, with what is wrong with the whole households file.
+async fn refused_file(
+    agent: &AgentSession,
+    page: &Page,
+    state: &AppState,
+    campaign_id: &str,
+    error: &HouseholdsError,
+) -> Result<HttpResponse, PageError> {
+    let outcome = Outcome {
+        error: Some(page.lang.text("voucher-error-lines")),
+        lines: vec![LineError {
+            line: 0,
+            reason: in_words(page.lang, error.message()),
+        }],
+        done: None,
+    };
+    render_detail(
+        agent,
+        page,
+        state,
+        campaign_id,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        outcome,
+    )
+    .await
+}
+
 /// The campaign page again, with the refusal explained.
 async fn refused(
     agent: &AgentSession,
@@ -253,7 +285,13 @@ async fn refused(
         message = format!("{message} {}", collected_when_where(page.lang, *at, site));
     }
     let lines = match error {
-        VoucherError::Lines(lines) => lines,
+        VoucherError::Lines(lines) => lines
+            .iter()
+            .map(|refused| LineError {
+                line: refused.line,
+                reason: in_words(page.lang, refused.problem.message()),
+            })
+            .collect(),
         _ => Vec::new(),
     };
     let outcome = Outcome {
@@ -380,11 +418,8 @@ async fn import(
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(|error| bad_request(lang, error))?;
             if bytes.len() + chunk.len() > limit {
-                let error = VoucherError::Lines(vec![LineError {
-                    line: 0,
-                    reason: HouseholdsError::TooLarge { limit }.to_string(),
-                }]);
-                return refused(&agent, &page, &state, &campaign.id, error).await;
+                let error = HouseholdsError::TooLarge { limit };
+                return refused_file(&agent, &page, &state, &campaign.id, &error).await;
             }
             bytes.extend_from_slice(&chunk);
         }
@@ -420,11 +455,7 @@ async fn import(
                 .await;
             }
             Some(Err(whole)) => {
-                let error = VoucherError::Lines(vec![LineError {
-                    line: 0,
-                    reason: whole.to_string(),
-                }]);
-                return refused(&agent, &page, &state, &campaign.id, error).await;
+                return refused_file(&agent, &page, &state, &campaign.id, &whole).await;
             }
             None => {
                 return refused(
@@ -737,5 +768,57 @@ async fn to_vault(
     match placed {
         Ok(()) => Ok(see_other(&format!("/agent/vouchers/{id}?done=vault"))),
         Err(error) => refused(&agent, &page, &state, &id, error).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vouchers::households::LineProblem;
+
+    /// Every refusal of a households file reads as a sentence in both languages, its
+    /// arguments in place.
+    #[test]
+    fn households_refusals_are_worded_in_both_languages() {
+        let whole = [
+            HouseholdsError::Empty,
+            HouseholdsError::TooLarge { limit: 10 },
+            HouseholdsError::TooManyLines { limit: 10 },
+            HouseholdsError::MissingColumns("reference".into()),
+            HouseholdsError::DuplicateColumn("reference".into()),
+            HouseholdsError::Malformed("bad quote".into()),
+            HouseholdsError::Lines(Vec::new()),
+        ];
+        let lines = [
+            LineProblem::MissingReference,
+            LineProblem::LongReference,
+            LineProblem::SameHousehold { first: 2 },
+            LineProblem::BadAllotment,
+            LineProblem::MissingAddress,
+            LineProblem::LongAddress { line: 3 },
+            LineProblem::HasCode,
+            LineProblem::HasCollected,
+        ];
+        let messages = whole
+            .iter()
+            .map(HouseholdsError::message)
+            .chain(lines.iter().map(LineProblem::message));
+        for (key, args) in messages {
+            for lang in [Lang::Fr, Lang::En] {
+                let text = lang.text_with(key, &args);
+                let missing = lang.text_with("households-no-such-key", &[]);
+                assert!(text != missing && !text.contains('{'), "{key}: {text}");
+                for (_, value) in &args {
+                    assert!(text.contains(value.as_str()), "{key}: {text}");
+                }
+            }
+        }
+        assert_eq!(
+            Lang::Fr.text_with(
+                "households-line-long-address",
+                &[("line", "3".into()), ("max", "100".into())]
+            ),
+            "address_3 : 100 caractères imprimables au plus."
+        );
     }
 }

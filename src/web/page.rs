@@ -2,12 +2,15 @@
 //! (French first, then English), the language chosen from `?lang=`, a cookie, or
 //! `Accept-Language`. Error pages are rendered the same way.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::{Ready, ready};
 use std::sync::LazyLock;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload};
+use fluent_templates::fluent_bundle::FluentValue;
 use fluent_templates::{FluentLoader, LanguageIdentifier, Loader};
 use tera::{Context, Tera};
 
@@ -176,6 +179,15 @@ impl Lang {
     /// A text from the locales.
     pub fn text(self, key: &str) -> String {
         LOCALES.lookup(&self.identifier(), key)
+    }
+
+    /// A text from the locales with its arguments, e.g. `("line", "3")`.
+    pub fn text_with(self, key: &str, args: &[(&'static str, String)]) -> String {
+        let args: HashMap<Cow<'static, str>, FluentValue> = args
+            .iter()
+            .map(|(name, value)| (Cow::Borrowed(*name), FluentValue::from(value.clone())))
+            .collect();
+        LOCALES.lookup_with_args(&self.identifier(), key, &args)
     }
 }
 
