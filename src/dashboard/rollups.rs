@@ -1,7 +1,7 @@
 //! The dashboard's counters (`dashboard_documents`, `dashboard_open_delays`,
 //! `dashboard_notices`), kept up to date in the transactions that change what they
-//! count, so that the page adds up a few thousand rows however many documents a
-//! tenant holds. Each change is written as a delta added to its row by one upsert.
+//! count, so that the page adds up counter rows, not documents, however many documents
+//! a tenant holds. Each change is written as a delta added to its row by one upsert.
 //!
 //! Within a transaction, rows are always touched documents first, then notices, each
 //! in key order: two transactions never wait for each other's rows in opposite orders.

@@ -252,23 +252,12 @@ async fn refused_file(
     campaign_id: &str,
     error: &HouseholdsError,
 ) -> Result<HttpResponse, PageError> {
-    let outcome = Outcome {
-        error: Some(page.lang.text("voucher-error-lines")),
-        lines: vec![LineError {
-            line: 0,
-            reason: in_words(page.lang, error.message()),
-        }],
-        done: None,
-    };
-    render_detail(
-        agent,
-        page,
-        state,
-        campaign_id,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        outcome,
-    )
-    .await
+    let lines = vec![LineError {
+        line: 0,
+        reason: in_words(page.lang, error.message()),
+    }];
+    let message = page.lang.text("voucher-error-lines");
+    render_refusal(agent, page, state, campaign_id, message, lines).await
 }
 
 /// The campaign page again, with the refusal explained.
@@ -294,6 +283,18 @@ async fn refused(
             .collect(),
         _ => Vec::new(),
     };
+    render_refusal(agent, page, state, campaign_id, message, lines).await
+}
+
+/// The campaign page with a refusal (422) and the lines it names.
+async fn render_refusal(
+    agent: &AgentSession,
+    page: &Page,
+    state: &AppState,
+    campaign_id: &str,
+    message: String,
+    lines: Vec<LineError>,
+) -> Result<HttpResponse, PageError> {
     let outcome = Outcome {
         error: Some(message),
         lines,
