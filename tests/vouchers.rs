@@ -21,6 +21,7 @@ use diesel::prelude::*;
 use eguichet::agents::Role;
 use eguichet::auth::sessions::{self, SessionKind, SessionPolicy};
 use eguichet::db::schema::{notices, voucher_scan_failures, vouchers};
+use eguichet::vouchers::campaigns;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -621,6 +622,23 @@ async fn a_bad_households_file_issues_nothing_and_an_import_never_issues_twice()
             .await
             .unwrap()
             .contains("Ligne 2 : reference : ce foyer a déjà retiré sa dotation.")
+    );
+    // What the campaign's pages count: three live codes, one collected, three revoked.
+    let id = campaign.id.clone();
+    let counts = app
+        .state
+        .db
+        .read(move |conn| campaigns::campaign_counts(conn, &id))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            counts.issued,
+            counts.redeemed,
+            counts.revoked,
+            counts.in_vaults
+        ),
+        (3, 1, 3, 0)
     );
 }
 
