@@ -248,6 +248,7 @@ async fn the_figures_match_a_known_data_set_and_small_counts_are_hidden() {
     assert!(page.contains(&cell("Bons retirés", "8")));
     // The scope in words, which also goes to paper.
     assert!(page.contains("Masques ·"), "{page}");
+    assert!(page.contains("Période\u{a0}:"), "{page}");
     assert!(page.contains(&format!("{today} – {today}")));
     let yesterday = today - TimeDelta::days(1);
     let page = official

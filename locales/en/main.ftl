@@ -453,6 +453,7 @@ dashboard-from = From
 dashboard-to = To (included)
 dashboard-all = All
 dashboard-scope = Figures shown —
+dashboard-colon = :
 dashboard-period = Period
 dashboard-period-all = all dates
 dashboard-apply = Show

@@ -453,6 +453,7 @@ dashboard-from = Du
 dashboard-to = Au (inclus)
 dashboard-all = Tous
 dashboard-scope = Chiffres affichés —
+dashboard-colon = {"\u00A0"}:
 dashboard-period = Période
 dashboard-period-all = toutes les dates
 dashboard-apply = Afficher

@@ -556,6 +556,12 @@ mod tests {
     }
 
     #[test]
+    fn a_colon_follows_each_languages_typography() {
+        assert_eq!(Lang::Fr.text("dashboard-colon"), "\u{a0}:");
+        assert_eq!(Lang::En.text("dashboard-colon"), ":");
+    }
+
+    #[test]
     fn durations_read_naturally() {
         assert_eq!(duration(Lang::Fr, 45.0 * 60.0), "45 min");
         assert_eq!(duration(Lang::Fr, 200.0 * 60.0), "3 h 20 min");

@@ -18,7 +18,7 @@ use crate::db::schema::{
     dashboard_documents, dashboard_notices, dashboard_open_delays, documents, notice_documents,
     notices,
 };
-use crate::db::{Conn, DbError, sql_on_either_engine};
+use crate::db::{AnyConnection, Conn, DbError, sql_on_either_engine};
 
 /// Rows read at a time (also the bound on the ids in one `IN (…)`).
 const PAGE: i64 = 5_000;
@@ -40,6 +40,14 @@ pub fn fill_if_new(conn: &mut Conn) -> Result<bool, DbError> {
 /// Counts everything again from the stored documents and notices, replacing the
 /// counters. Call in a transaction.
 pub fn refill(conn: &mut Conn) -> Result<(), DbError> {
+    // Other instances may be serving. On PostgreSQL, their writes to what is counted
+    // wait until this transaction ends, so that nothing is counted both live and here;
+    // the lock comes first, before any counter row is held. (SQLite's write
+    // transaction already keeps every other writer out.)
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::sql_query("LOCK TABLE documents, notices, notice_documents IN SHARE MODE")
+            .execute(pg)?;
+    }
     diesel::delete(dashboard_documents::table).execute(conn)?;
     diesel::delete(dashboard_open_delays::table).execute(conn)?;
     diesel::delete(dashboard_notices::table).execute(conn)?;

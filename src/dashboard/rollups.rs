@@ -3,8 +3,9 @@
 //! count, so that the page adds up counter rows, not documents, however many documents
 //! a tenant holds. Each change is written as a delta added to its row by one upsert.
 //!
-//! Within a transaction, rows are always touched documents first, then notices, each
-//! in key order: two transactions never wait for each other's rows in opposite orders.
+//! Within a transaction, rows are always touched documents first (one row), then
+//! notices, gathered over the whole transaction (`NoticeCounting`) and written once in
+//! key order: two transactions never wait for each other's rows in opposite orders.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -294,37 +295,61 @@ fn tally_of(conn: &mut Conn, notice_id: &str) -> Result<Option<NoticeTally>, DbE
     Ok(Some(tally))
 }
 
-/// Runs `change` on the notices named, then moves their counts from where they stood
-/// to where they stand now. Every change to a notice's state or documents goes
-/// through here, in the transaction that makes it.
+/// Changes to the notice counters gathered over a transaction, written once at its
+/// end (`apply`), in key order, whatever order the notices were changed in.
+#[derive(Debug, Default)]
+pub struct NoticeCounting {
+    deltas: NoticeDeltas,
+}
+
+impl NoticeCounting {
+    /// A notice was just created.
+    pub fn created(&mut self, conn: &mut Conn, notice_id: &str) -> Result<(), DbError> {
+        if let Some(created) = tally_of(conn, notice_id)? {
+            created.add_to(&mut self.deltas, 1);
+        }
+        Ok(())
+    }
+
+    /// Runs `change` on the notices named, then moves their counts from where they
+    /// stood to where they stand now. Every change to a notice's state or documents
+    /// goes through here.
+    pub fn track<T>(
+        &mut self,
+        conn: &mut Conn,
+        notice_ids: &[&str],
+        change: impl FnOnce(&mut Conn) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        for id in notice_ids {
+            if let Some(before) = tally_of(conn, id)? {
+                before.add_to(&mut self.deltas, -1);
+            }
+        }
+        let result = change(conn)?;
+        for id in notice_ids {
+            if let Some(after) = tally_of(conn, id)? {
+                after.add_to(&mut self.deltas, 1);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Writes what was gathered: call once, as the transaction's last counting.
+    pub fn apply(self, conn: &mut Conn) -> Result<(), DbError> {
+        apply_notice_deltas(conn, &self.deltas)
+    }
+}
+
+/// `NoticeCounting::track` for a transaction that changes notices only this once.
 pub fn track_notices<T>(
     conn: &mut Conn,
     notice_ids: &[&str],
     change: impl FnOnce(&mut Conn) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
-    let mut deltas = NoticeDeltas::new();
-    for id in notice_ids {
-        if let Some(before) = tally_of(conn, id)? {
-            before.add_to(&mut deltas, -1);
-        }
-    }
-    let result = change(conn)?;
-    for id in notice_ids {
-        if let Some(after) = tally_of(conn, id)? {
-            after.add_to(&mut deltas, 1);
-        }
-    }
-    apply_notice_deltas(conn, &deltas)?;
+    let mut counting = NoticeCounting::default();
+    let result = counting.track(conn, notice_ids, change)?;
+    counting.apply(conn)?;
     Ok(result)
-}
-
-/// A notice was just created (call in the transaction that created it).
-pub fn count_new_notice(conn: &mut Conn, notice_id: &str) -> Result<(), DbError> {
-    let mut deltas = NoticeDeltas::new();
-    if let Some(created) = tally_of(conn, notice_id)? {
-        created.add_to(&mut deltas, 1);
-    }
-    apply_notice_deltas(conn, &deltas)
 }
 
 /// Adds the deltas to their rows, in key order, leaving alone the rows they do not move.

@@ -9,7 +9,7 @@ use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text, Timestamp};
 
 use super::targets::NoticeTargets;
 use super::{NoticeChannel, NoticeKind, NoticeState};
-use crate::dashboard::rollups;
+use crate::dashboard::rollups::{self, NoticeCounting};
 use crate::db::schema::{documents, notice_documents, notices};
 use crate::db::{AnyConnection, Conn, DbError, sql_on_either_engine};
 
@@ -24,10 +24,19 @@ pub fn enqueue_document_notices(
     targets: &NoticeTargets,
     coalesce: Duration,
 ) -> Result<(), DbError> {
-    for notice_id in enqueue_notices(conn, tenant_id, citizen_id, targets, coalesce)? {
-        attach_document(conn, &notice_id, document_id)?;
+    let mut counting = NoticeCounting::default();
+    let gathering = gather(
+        conn,
+        tenant_id,
+        citizen_id,
+        targets,
+        coalesce,
+        &mut counting,
+    )?;
+    for notice_id in gathering {
+        attach_document(conn, &notice_id, document_id, &mut counting)?;
     }
-    Ok(())
+    counting.apply(conn)
 }
 
 /// Queues "something from your commune is waiting" for a citizen (call inside the
@@ -41,22 +50,42 @@ pub fn enqueue_notices(
     targets: &NoticeTargets,
     coalesce: Duration,
 ) -> Result<Vec<String>, DbError> {
+    let mut counting = NoticeCounting::default();
+    let gathering = gather(
+        conn,
+        tenant_id,
+        citizen_id,
+        targets,
+        coalesce,
+        &mut counting,
+    )?;
+    counting.apply(conn)?;
+    Ok(gathering)
+}
+
+/// The notice of each channel gathering for the citizen, created where there is none.
+fn gather(
+    conn: &mut Conn,
+    tenant_id: &str,
+    citizen_id: &str,
+    targets: &NoticeTargets,
+    coalesce: Duration,
+    counting: &mut NoticeCounting,
+) -> Result<Vec<String>, DbError> {
     let due_at = crate::now() + chrono::TimeDelta::from_std(coalesce).unwrap_or_default();
     targets
         .0
         .iter()
         .map(|(channel, sealed_contact)| {
-            insert_or_attach(
-                conn,
-                &GatheringNotice {
-                    tenant_id,
-                    citizen_id,
-                    kind: NoticeKind::Document,
-                    channel: *channel,
-                    sealed_contact,
-                    due_at,
-                },
-            )
+            let notice = GatheringNotice {
+                tenant_id,
+                citizen_id,
+                kind: NoticeKind::Document,
+                channel: *channel,
+                sealed_contact,
+                due_at,
+            };
+            insert_or_attach(conn, &notice, counting)
         })
         .collect()
 }
@@ -83,6 +112,7 @@ struct NoticeIdRow {
 pub(super) fn insert_or_attach(
     conn: &mut Conn,
     notice: &GatheringNotice<'_>,
+    counting: &mut NoticeCounting,
 ) -> Result<String, DbError> {
     const SQL: &str = "INSERT INTO notices (id, tenant_id, citizen_id, kind, channel, sealed_contact, \
          state, attempts, next_attempt_at, created_at) \
@@ -107,7 +137,7 @@ pub(super) fn insert_or_attach(
         (Timestamp, now),
     )?;
     if row.id == id {
-        rollups::count_new_notice(conn, &row.id)?;
+        counting.created(conn, &row.id)?;
     }
     Ok(row.id)
 }
@@ -117,8 +147,9 @@ pub(super) fn attach_document(
     conn: &mut Conn,
     notice_id: &str,
     document_id: &str,
+    counting: &mut NoticeCounting,
 ) -> Result<(), DbError> {
-    rollups::track_notices(conn, &[notice_id], |conn| {
+    counting.track(conn, &[notice_id], |conn| {
         diesel::insert_into(notice_documents::table)
             .values((
                 notice_documents::notice_id.eq(notice_id),

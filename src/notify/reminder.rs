@@ -7,6 +7,7 @@ use diesel::prelude::*;
 
 use super::NoticeKind;
 use super::outbox::{GatheringNotice, attach_document, insert_or_attach};
+use crate::dashboard::rollups::NoticeCounting;
 use crate::db::schema::{documents, notice_documents, notices};
 use crate::db::{Conn, DbError};
 
@@ -66,6 +67,8 @@ pub fn queue_reminders(conn: &mut Conn, days: u32, limit: u32) -> Result<usize, 
             entry.1.push(document_id);
         }
     }
+    // The counters move once, at the end, whatever order the citizens came in.
+    let mut counting = NoticeCounting::default();
     for ((tenant_id, citizen_id, channel), (sealed_contact, document_ids)) in grouped {
         let Some(channel) = super::NoticeChannel::parse(&channel) else {
             continue;
@@ -80,10 +83,12 @@ pub fn queue_reminders(conn: &mut Conn, days: u32, limit: u32) -> Result<usize, 
                 sealed_contact: &sealed_contact,
                 due_at: now,
             },
+            &mut counting,
         )?;
         for document_id in document_ids {
-            attach_document(conn, &notice_id, &document_id)?;
+            attach_document(conn, &notice_id, &document_id, &mut counting)?;
         }
     }
+    counting.apply(conn)?;
     Ok(marked.len())
 }
