@@ -31,7 +31,6 @@ use eguichet::config::Config;
 use eguichet::dashboard::refill;
 use eguichet::state::AppState;
 use eguichet::tenants::{self, Slug};
-use eguichet::vouchers::campaigns::{self, CampaignInput, SiteInput};
 use support::{DEFAULT_POSTGRES_URL, PgDatabase, Server};
 
 /// What the issue asks of the page.
@@ -100,37 +99,18 @@ fn set_up_tenant(state: &AppState) -> Setup {
             let email = AgentEmail::parse("elu@bench.example")?;
             let official =
                 agents::create_agent(conn, &tenant, &email, Role::Official, None, Actor::Operator)?;
-            let email = AgentEmail::parse("campagne@bench.example")?;
-            let agent =
-                agents::create_agent(conn, &tenant, &email, Role::Agent, None, Actor::Operator)?;
             let policy = SessionPolicy {
                 idle: Duration::from_secs(3600),
                 absolute: Duration::from_secs(12 * 3600),
             };
             let session =
                 sessions::open_session(conn, policy, SessionKind::Agent, &official.id, None, None)?;
-            let input = CampaignInput {
-                name: "Masques lavables".into(),
-                item: "masques".into(),
-                default_allotment: "2".into(),
-                starts_on: "2026-01-01".into(),
-                ends_on: "2026-12-31".into(),
-            };
-            let campaign_id = campaigns::create_campaign(conn, &agent, &input)?;
-            let campaign = campaigns::find_campaign(conn, &tenant.id, &campaign_id)?
-                .ok_or_else(|| anyhow::anyhow!("the campaign just created is missing"))?;
-            for name in ["Salle des fêtes", "École Jules Ferry", "Mairie annexe"] {
-                let site = SiteInput {
-                    name: name.into(),
-                    address: "Place de la Mairie".into(),
-                    opening_hours: "8 h – 18 h".into(),
-                };
-                campaigns::add_site(conn, &agent, &campaign, &site)?;
-            }
+            let sites = ["Salle des fêtes", "École Jules Ferry", "Mairie annexe"];
+            let (_, campaign, _) = support::campaign_with_sites(conn, &tenant, &sites)?;
             Ok(Setup {
                 cookie: session.cookie_value,
                 tenant_id: tenant.id.clone(),
-                campaign_id,
+                campaign_id: campaign.id,
             })
         })
         .unwrap()
@@ -240,52 +220,39 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// Asks for `path` `requests` times, one after the other, after one untimed request.
-fn time_page(browser: &Browser, base: &str, path: &str, requests: i64) -> Timings {
-    let fetch = || {
-        let (status, body) = browser.get(&format!("{base}{path}")).unwrap();
-        assert_eq!(status, 200, "{path}");
-        body.len()
-    };
-    assert!(fetch() > 0);
+/// Runs `run` once untimed, then `requests` times one after the other, timing each.
+fn measure(name: String, requests: i64, mut run: impl FnMut()) -> Timings {
+    run();
     let samples = (0..requests)
         .map(|_| {
             let started = Instant::now();
-            fetch();
+            run();
             started.elapsed()
         })
         .collect();
-    Timings {
-        name: format!("GET {path}"),
-        samples,
-    }
+    Timings { name, samples }
 }
 
-/// The documents counted one by one, in SQL, on the same database.
-fn time_plain_count(url: &str, tenant_id: &str, requests: i64) -> (Timings, Counted) {
+/// Asks for `path`, which must answer 200 with a body.
+fn time_page(browser: &Browser, base: &str, path: &str, requests: i64) -> Timings {
+    measure(format!("GET {path}"), requests, || {
+        let (status, body) = browser.get(&format!("{base}{path}")).unwrap();
+        assert_eq!(status, 200, "{path}");
+        assert!(!body.is_empty(), "{path}");
+    })
+}
+
+/// The documents counted one by one, in SQL: what any page reading the documents
+/// themselves would pay.
+const PLAIN_COUNT: &str = "SELECT COUNT(*) AS delivered, COUNT(first_opened_at) AS opened \
+     FROM documents WHERE tenant_id = $1";
+
+fn plain_count(url: &str, tenant_id: &str) -> Counted {
     let mut conn = PgConnection::establish(url).unwrap();
-    let count = |conn: &mut PgConnection| {
-        diesel::sql_query(
-            "SELECT COUNT(*) AS delivered, COUNT(first_opened_at) AS opened FROM documents \
-             WHERE tenant_id = $1",
-        )
+    diesel::sql_query(PLAIN_COUNT)
         .bind::<Text, _>(tenant_id)
-        .get_result::<Counted>(conn)
+        .get_result::<Counted>(&mut conn)
         .unwrap()
-    };
-    let counted = count(&mut conn);
-    let samples = (0..requests)
-        .map(|_| {
-            let started = Instant::now();
-            count(&mut conn);
-            started.elapsed()
-        })
-        .collect();
-    let timings = Timings {
-        name: "SQL: COUNT(*) of the tenant's documents".to_owned(),
-        samples,
-    };
-    (timings, counted)
 }
 
 /// The queries behind the page, unfiltered, each timed alone on the same database:
@@ -313,27 +280,15 @@ const PAGE_QUERIES: [(&str, &str); 4] = [
     ),
 ];
 
-/// Times `sql` (with the tenant as `$1`) `requests` times after one untimed run.
+/// Times `sql`, with the tenant as `$1`.
 fn time_query(url: &str, name: &str, sql: &str, tenant_id: &str, requests: i64) -> Timings {
     let mut conn = PgConnection::establish(url).unwrap();
-    let mut run = || {
+    measure(name.to_owned(), requests, || {
         diesel::sql_query(sql)
             .bind::<Text, _>(tenant_id)
             .execute(&mut conn)
-            .unwrap()
-    };
-    run();
-    let samples = (0..requests)
-        .map(|_| {
-            let started = Instant::now();
-            run();
-            started.elapsed()
-        })
-        .collect();
-    Timings {
-        name: name.to_owned(),
-        samples,
-    }
+            .unwrap();
+    })
 }
 
 /// How many rows each counter table holds.
@@ -414,7 +369,14 @@ fn main() {
             .unwrap(),
     );
 
-    let (plain_count, counted) = time_plain_count(&database.url, &setup.tenant_id, requests);
+    let counted = plain_count(&database.url, &setup.tenant_id);
+    let plain_count = time_query(
+        &database.url,
+        "SQL: COUNT(*) of the tenant's documents",
+        PLAIN_COUNT,
+        &setup.tenant_id,
+        requests,
+    );
     assert_eq!(counted.delivered, documents);
     let baseline = time_page(&browser, &base, "/agent", requests);
     let campaign = format!("/agent/dashboard?campaign={}", setup.campaign_id);

@@ -32,7 +32,6 @@ use eguichet::db::schema::vouchers;
 use eguichet::db::{AnyConnection, DatabaseUrl};
 use eguichet::state::AppState;
 use eguichet::vouchers::VoucherCode;
-use eguichet::vouchers::campaigns::{self, CampaignInput, SiteInput};
 use eguichet::vouchers::households::Household;
 use eguichet::vouchers::issue::{self, Existing};
 use support::{DEFAULT_POSTGRES_URL, PgDatabase, Server};
@@ -130,25 +129,12 @@ fn set_up_campaign(config: Config, count: usize, clients: usize) -> Campaign {
     let (site_id, issued) = state
         .db
         .write_blocking(|conn| -> anyhow::Result<_> {
-            let email = AgentEmail::parse("campagne@bench.example")?;
-            let agent =
-                agents::create_agent(conn, &tenant, &email, Role::Agent, None, Actor::Operator)?;
-            let input = CampaignInput {
-                name: "Masques lavables".into(),
-                item: "masques".into(),
-                default_allotment: "2".into(),
-                starts_on: "2026-01-01".into(),
-                ends_on: "2026-12-31".into(),
-            };
-            let id = campaigns::create_campaign(conn, &agent, &input)?;
-            let campaign = campaigns::find_campaign(conn, &tenant.id, &id)?
-                .ok_or_else(|| anyhow::anyhow!("the campaign just created is missing"))?;
-            let site = SiteInput {
-                name: "Salle des fêtes".into(),
-                address: "1 place de la Mairie".into(),
-                opening_hours: "8 h – 18 h".into(),
-            };
-            let site_id = campaigns::add_site(conn, &agent, &campaign, &site)?;
+            let (agent, campaign, sites) =
+                support::campaign_with_sites(conn, &tenant, &["Salle des fêtes"])?;
+            let site_id = sites
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("the site just added is missing"))?;
             let issued = issue::issue_for_households(
                 conn,
                 hasher,

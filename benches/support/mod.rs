@@ -1,6 +1,6 @@
 //! What the benchmarks that run the release server share: a throwaway PostgreSQL
 //! database, and the server as a child process, both removed when dropped (also when a
-//! scenario panics).
+//! scenario panics); and the voucher campaign they set up.
 
 #![allow(dead_code, reason = "each benchmark uses its own part of this module")]
 
@@ -9,6 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
+use eguichet::agents::{self, Agent, AgentEmail, Role};
+use eguichet::audit::Actor;
+use eguichet::db::Conn;
+use eguichet::tenants::Tenant;
+use eguichet::vouchers::campaigns::{self, Campaign, CampaignInput, SiteInput};
 
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -121,4 +126,37 @@ fn healthz_answers(listen: &str) -> bool {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer.starts_with("HTTP/1.1 200")
+}
+
+/// A campaign of the tenant ("Masques lavables", 2026) created by a new agent, with a
+/// distribution site for each name; returns the agent, the campaign and the sites' ids.
+pub fn campaign_with_sites(
+    conn: &mut Conn,
+    tenant: &Tenant,
+    site_names: &[&str],
+) -> anyhow::Result<(Agent, Campaign, Vec<String>)> {
+    let email = AgentEmail::parse("campagne@bench.example")?;
+    let agent = agents::create_agent(conn, tenant, &email, Role::Agent, None, Actor::Operator)?;
+    let input = CampaignInput {
+        name: "Masques lavables".into(),
+        item: "masques".into(),
+        default_allotment: "2".into(),
+        starts_on: "2026-01-01".into(),
+        ends_on: "2026-12-31".into(),
+    };
+    let id = campaigns::create_campaign(conn, &agent, &input)?;
+    let campaign = campaigns::find_campaign(conn, &tenant.id, &id)?
+        .ok_or_else(|| anyhow::anyhow!("the campaign just created is missing"))?;
+    let sites = site_names
+        .iter()
+        .map(|name| {
+            let site = SiteInput {
+                name: (*name).into(),
+                address: "1 place de la Mairie".into(),
+                opening_hours: "8 h – 18 h".into(),
+            };
+            campaigns::add_site(conn, &agent, &campaign, &site)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((agent, campaign, sites))
 }

@@ -144,8 +144,9 @@ struct BandCount {
     n: i64,
 }
 
-/// Runs `sql` with the scope's five parameters on either engine.
-macro_rules! with_document_scope {
+/// Runs `sql` on a counter table with the scope's five parameters (`DOCUMENT_SCOPE`,
+/// `NOTICE_SCOPE`) on either engine.
+macro_rules! with_counter_scope {
     ($conn:expr, $scope:expr, $sql:expr, $row:ty, $load:ident) => {
         sql_on_either_engine!(
             $conn,
@@ -165,7 +166,7 @@ macro_rules! with_document_scope {
 /// counters per day and per band of delay.
 pub fn document_figures(conn: &mut Conn, scope: &Scope) -> Result<DocumentFigures, DbError> {
     // PostgreSQL sums BIGINT into NUMERIC: the casts bring them back.
-    let days = with_document_scope!(
+    let days = with_counter_scope!(
         conn,
         scope,
         format!(
@@ -176,7 +177,7 @@ pub fn document_figures(conn: &mut Conn, scope: &Scope) -> Result<DocumentFigure
         DayCounts,
         load
     )?;
-    let bands = with_document_scope!(
+    let bands = with_counter_scope!(
         conn,
         scope,
         format!(
@@ -218,7 +219,7 @@ struct ChannelRow {
 /// notices about documents of that department or category count (a notice about
 /// several counts once).
 pub fn notice_figures(conn: &mut Conn, scope: &Scope) -> Result<Vec<ChannelFigures>, DbError> {
-    let rows = with_document_scope!(
+    let rows = with_counter_scope!(
         conn,
         scope,
         format!(

@@ -218,9 +218,10 @@ impl Dashboard {
 
     fn documents_per_day(&self, lang: Lang, rule: SmallCounts) -> Table {
         let (period, series) = Period::of(&self.documents.per_day);
+        let name = period.pick("documents-per-day", "documents-per-month");
         series_table(
-            period.name("documents"),
-            lang.text(&format!("dashboard-{}", period.name("documents"))),
+            name,
+            lang.text(&format!("dashboard-{name}")),
             vec![lang.text(period.header()), lang.text("dashboard-delivered")],
             &series,
             rule,
@@ -229,9 +230,10 @@ impl Dashboard {
 
     fn vouchers_per_day(&self, lang: Lang, rule: SmallCounts) -> Table {
         let (period, series) = Period::of(&self.vouchers.per_day);
+        let name = period.pick("vouchers-per-day", "vouchers-per-month");
         series_table(
-            period.name("vouchers"),
-            lang.text(&format!("dashboard-{}", period.name("vouchers"))),
+            name,
+            lang.text(&format!("dashboard-{name}")),
             vec![
                 lang.text(period.header()),
                 lang.text("dashboard-vouchers-redeemed"),
@@ -319,21 +321,16 @@ impl Period {
         (Self::Month, months)
     }
 
-    /// The table's name, for `kind` (`documents`, `vouchers`): `documents-per-day`…
-    fn name(self, kind: &str) -> &'static str {
-        match (kind, self) {
-            ("documents", Self::Day) => "documents-per-day",
-            ("documents", Self::Month) => "documents-per-month",
-            (_, Self::Day) => "vouchers-per-day",
-            (_, Self::Month) => "vouchers-per-month",
+    /// The first text by day, the second by month.
+    fn pick(self, by_day: &'static str, by_month: &'static str) -> &'static str {
+        match self {
+            Self::Day => by_day,
+            Self::Month => by_month,
         }
     }
 
     fn header(self) -> &'static str {
-        match self {
-            Self::Day => "dashboard-day",
-            Self::Month => "dashboard-month",
-        }
+        self.pick("dashboard-day", "dashboard-month")
     }
 }
 

@@ -24,19 +24,8 @@ pub fn enqueue_document_notices(
     targets: &NoticeTargets,
     coalesce: Duration,
 ) -> Result<(), DbError> {
-    let mut counting = NoticeCounting::default();
-    let gathering = gather(
-        conn,
-        tenant_id,
-        citizen_id,
-        targets,
-        coalesce,
-        &mut counting,
-    )?;
-    for notice_id in gathering {
-        attach_document(conn, &notice_id, document_id, &mut counting)?;
-    }
-    counting.apply(conn)
+    let about = Some(document_id);
+    enqueue(conn, tenant_id, citizen_id, about, targets, coalesce).map(|_| ())
 }
 
 /// Queues "something from your commune is waiting" for a citizen (call inside the
@@ -50,6 +39,19 @@ pub fn enqueue_notices(
     targets: &NoticeTargets,
     coalesce: Duration,
 ) -> Result<Vec<String>, DbError> {
+    enqueue(conn, tenant_id, citizen_id, None, targets, coalesce)
+}
+
+/// The two above: the notices gathered, the document attached to each if there is
+/// one, and the dashboard's counters moved once for all of it.
+fn enqueue(
+    conn: &mut Conn,
+    tenant_id: &str,
+    citizen_id: &str,
+    document_id: Option<&str>,
+    targets: &NoticeTargets,
+    coalesce: Duration,
+) -> Result<Vec<String>, DbError> {
     let mut counting = NoticeCounting::default();
     let gathering = gather(
         conn,
@@ -59,6 +61,11 @@ pub fn enqueue_notices(
         coalesce,
         &mut counting,
     )?;
+    if let Some(document_id) = document_id {
+        for notice_id in &gathering {
+            attach_document(conn, notice_id, document_id, &mut counting)?;
+        }
+    }
     counting.apply(conn)?;
     Ok(gathering)
 }
