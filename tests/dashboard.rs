@@ -36,8 +36,8 @@ const FAMILY_NAMES: [&str; 8] = [
 ];
 
 /// Eight documents (six of `etat-civil`, two of `finances`), five opened after 1, 2,
-/// 3, 4 and 10 hours; eight email notices, one failed; ten vouchers, six collected at
-/// the town hall and two at the school.
+/// 3, 4 and 10 hours; eight email notices, one failed, five of the sent ones
+/// reminders; ten vouchers, six collected at the town hall and two at the school.
 async fn known_data_set(app: &TestApp) -> String {
     app.department("etat-civil").await;
     app.department("finances").await;
@@ -82,9 +82,16 @@ async fn known_data_set(app: &TestApp) -> String {
             diesel::update(notices::table)
                 .set(notices::state.eq("sent"))
                 .execute(conn)?;
-            let failed: String = notices::table.select(notices::id).first(conn)?;
-            diesel::update(notices::table.find(failed))
+            let ids: Vec<String> = notices::table
+                .select(notices::id)
+                .order(notices::id)
+                .load(conn)?;
+            diesel::update(notices::table.find(&ids[0]))
                 .set(notices::state.eq("dead"))
+                .execute(conn)?;
+            // Five of the seven sent were reminders (as the reminder scan queues them).
+            diesel::update(notices::table.filter(notices::id.eq_any(&ids[3..])))
+                .set(notices::kind.eq("reminder"))
                 .execute(conn)?;
             // Delays of hours are written into the documents rather than waited for;
             // the counters are then filled from the stored data, as at a first start.
@@ -193,7 +200,8 @@ async fn the_figures_match_a_known_data_set_and_small_counts_are_hidden() {
         cell("Bons restant à retirer", "&lt; 5"),
         cell("École", "6"),
         cell("Mairie", "&lt; 5"),
-        "<th scope=\"row\">courriel</th><td>7</td><td>&lt; 5</td><td>0</td><td>0</td>".to_owned(),
+        // Seven sent, five of them reminders; one failed, a small count.
+        "<th scope=\"row\">courriel</th><td>7</td><td>&lt; 5</td><td>0</td><td>5</td>".to_owned(),
     ] {
         assert!(page.contains(&expected), "{expected}\n{page}");
     }

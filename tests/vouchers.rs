@@ -813,6 +813,15 @@ async fn a_voucher_in_the_vault_shows_its_code_until_collected() {
     })
     .await;
     assert_eq!(notices, vec![("email".to_owned(), "document".to_owned())]);
+    // The campaign counts it among the live codes, and among those in a vault.
+    let id = campaign.id.clone();
+    let counts = app
+        .state
+        .db
+        .read(move |conn| campaigns::campaign_counts(conn, &id))
+        .await
+        .unwrap();
+    assert_eq!((counts.issued, counts.in_vaults), (1, 1));
     // The same household twice is refused; a bad recipient too.
     let twice = agent.post(&vault_form, &marie).await;
     assert_eq!(twice.status(), StatusCode::UNPROCESSABLE_ENTITY);
