@@ -19,7 +19,6 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -323,20 +322,10 @@ fn main() {
         std::env::var("DASHBOARD_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
     let database = PgDatabase::create(&maintenance_url, "dashboard", "set DASHBOARD_POSTGRES_URL");
     let data_dir = tempfile::tempdir().unwrap();
-    let listen = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().to_string()
-    };
+    let listen = support::free_listen_address();
     let config_file = data_dir.path().join("eguichet.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "listen = \"{listen}\"\ndata_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
-            data_dir.path().display(),
-            database.url
-        ),
-    )
-    .unwrap();
+    let text = support::config_text(data_dir.path(), &listen, Some(&database.url));
+    std::fs::write(&config_file, text).unwrap();
 
     eprintln!("preparing: {documents} documents, {vouchers} vouchers in PostgreSQL");
     let started = Instant::now();

@@ -18,8 +18,6 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::path::Path;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -78,18 +76,6 @@ struct Campaign {
     codes: Vec<VoucherCode>,
     code_hashes: Vec<String>,
     tokens: Vec<String>,
-}
-
-/// The configuration the server and the setup share.
-fn config_text(data_dir: &Path, listen: &str, database_url: Option<&str>) -> String {
-    let mut text = format!(
-        "listen = \"{listen}\"\ndata_dir = \"{}\"\n",
-        data_dir.display()
-    );
-    if let Some(url) = database_url {
-        text.push_str(&format!("[database]\nurl = \"{url}\"\n"));
-    }
-    text
 }
 
 /// Opens the instance in this process, as the server does (migrations, keys, default
@@ -491,13 +477,8 @@ fn run_engine(engine: Engine, count: usize, clients: usize) -> (Run, Run) {
         )
     });
     let data_dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let text = config_text(
+    let listen = support::free_listen_address();
+    let text = support::config_text(
         data_dir.path(),
         &listen,
         postgres.as_ref().map(|db| db.url.as_str()),

@@ -18,6 +18,25 @@ use eguichet::vouchers::campaigns::{self, Campaign, CampaignInput, SiteInput};
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A loopback address with a port free at the moment, for the server to listen on.
+pub fn free_listen_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// The configuration file's text: where to listen, the data directory, and the
+/// database when it is not the embedded SQLite.
+pub fn config_text(data_dir: &Path, listen: &str, database_url: Option<&str>) -> String {
+    let mut text = format!(
+        "listen = \"{listen}\"\ndata_dir = \"{}\"\n",
+        data_dir.display()
+    );
+    if let Some(url) = database_url {
+        text.push_str(&format!("[database]\nurl = \"{url}\"\n"));
+    }
+    text
+}
+
 /// A fresh PostgreSQL database for one run, dropped afterwards.
 pub struct PgDatabase {
     maintenance_url: String,
