@@ -39,6 +39,8 @@ pub struct Config {
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
     pub tenant: DefaultTenantConfig,
     #[serde(default)]
     pub session: SessionConfig,
@@ -412,6 +414,14 @@ pub struct LimitsConfig {
     /// The window of that count, in minutes (default 10).
     #[serde(default = "default_failed_scan_window_minutes")]
     pub failed_scan_window_minutes: u32,
+    /// Password checks (argon2, 19 MiB each) run at the same time; more wait their turn
+    /// (default: the number of cores).
+    #[serde(default = "default_password_checks_at_once")]
+    pub password_checks_at_once: usize,
+    /// How long a login waits for its turn before the answer is 503 "busy, try again"
+    /// (default 2000 ms).
+    #[serde(default = "default_password_check_wait_ms")]
+    pub password_check_wait_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -423,6 +433,8 @@ impl Default for LimitsConfig {
             max_bulk_upload_bytes: default_max_bulk_upload_bytes(),
             max_failed_scans: default_max_failed_scans(),
             failed_scan_window_minutes: default_failed_scan_window_minutes(),
+            password_checks_at_once: default_password_checks_at_once(),
+            password_check_wait_ms: default_password_check_wait_ms(),
         }
     }
 }
@@ -455,6 +467,51 @@ fn default_max_failed_scans() -> u32 {
 
 fn default_failed_scan_window_minutes() -> u32 {
     10
+}
+
+fn default_password_checks_at_once() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+fn default_password_check_wait_ms() -> u64 {
+    2000
+}
+
+/// How the server sees its clients through a reverse proxy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Reverse proxies (CIDRs, e.g. `127.0.0.1/32`, `10.0.0.0/8`) whose client-address
+    /// header is believed. Empty (the default): the socket's peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header a trusted proxy sets: `x-forwarded-for` (the default) or `forwarded`
+    /// (RFC 7239). The rightmost address that is not a trusted proxy is the client.
+    #[serde(default)]
+    pub client_address_header: ClientAddressHeader,
+    /// What the request log says of the client address: `truncated` (the default: the
+    /// /24 of an IPv4 address, the /48 of an IPv6 one), `full` or `none`.
+    #[serde(default)]
+    pub log_client_address: ClientAddressLogging,
+}
+
+/// The header a trusted reverse proxy names the client in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAddressHeader {
+    #[default]
+    XForwardedFor,
+    Forwarded,
+}
+
+/// How much of a client address the logs keep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAddressLogging {
+    Full,
+    #[default]
+    Truncated,
+    None,
 }
 
 /// The tenant created on first start.
@@ -576,6 +633,11 @@ impl Config {
         if self.limits.max_failed_scans == 0 || self.limits.failed_scan_window_minutes == 0 {
             return invalid(
                 "limits.max_failed_scans and limits.failed_scan_window_minutes must be greater than 0",
+            );
+        }
+        if self.limits.password_checks_at_once == 0 || self.limits.password_check_wait_ms == 0 {
+            return invalid(
+                "limits.password_checks_at_once and limits.password_check_wait_ms must be greater than 0",
             );
         }
         if self.dashboard.small_count_threshold < 2 {

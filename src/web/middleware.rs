@@ -1,6 +1,6 @@
 //! Cross-cutting HTTP concerns: security headers on every response, and one log line
-//! per request naming the route pattern (never the concrete path, which may hold ids,
-//! nor the client's address).
+//! per request naming the route pattern (never the concrete path, which may hold ids)
+//! and as much of the client's address as `[http] log_client_address` allows.
 
 use std::time::Instant;
 
@@ -34,13 +34,14 @@ pub fn security_headers(production: bool) -> DefaultHeaders {
     }
 }
 
-/// Logs method, route pattern, status and duration.
+/// Logs method, route pattern, status, duration and the client address's category.
 pub async fn log_request(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let method = request.method().clone();
+    let client = super::client_address::client_address_for_log(request.request());
     let response = next.call(request).await?;
     let route = response
         .request()
@@ -51,6 +52,7 @@ pub async fn log_request(
         http.route = %route,
         http.status = response.status().as_u16(),
         duration_ms = started.elapsed().as_millis() as u64,
+        client.address = client.as_deref(),
         "request"
     );
     Ok(response)

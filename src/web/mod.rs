@@ -3,6 +3,7 @@
 
 pub mod agent_login;
 pub mod agent_session;
+pub mod client_address;
 mod demo_outbox;
 mod health;
 mod login;
