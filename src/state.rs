@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::agents::password_queue::PasswordQueue;
 use crate::config::Config;
 use crate::db::{self, Database, DbError};
 use crate::keys::{KeyError, Keyring};
@@ -18,6 +19,8 @@ pub struct AppState {
     pub storage: Storage,
     pub keys: Arc<Keyring>,
     pub default_tenant: Tenant,
+    /// Bounds the password checks running at once (argon2's memory).
+    pub password_queue: PasswordQueue,
 }
 
 /// Why an instance could not start.
@@ -55,7 +58,9 @@ impl AppState {
         let name = config.tenant.name.clone();
         let default_tenant =
             db.write_blocking(|conn| tenants::ensure_tenant(conn, &slug, &name))?;
+        let password_queue = PasswordQueue::from_config(&config.limits);
         Ok(Self {
+            password_queue,
             config: Arc::new(config),
             db,
             storage,

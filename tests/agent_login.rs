@@ -86,6 +86,26 @@ impl Browser {
         .await
     }
 
+    /// Posts the password form (its token fetched beforehand), through a reverse proxy
+    /// naming the client when `forwarded_for` is given.
+    async fn post_password(
+        &self,
+        csrf: &str,
+        email: &str,
+        password: &str,
+        forwarded_for: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(self.url("/agent/login")).form(&[
+            ("csrf", csrf),
+            ("email", email),
+            ("password", password),
+        ]);
+        if let Some(client) = forwarded_for {
+            request = request.header("X-Forwarded-For", client);
+        }
+        request.send().await.unwrap()
+    }
+
     /// Submits a code on the code page.
     async fn submit_code(&self, code: &str) -> reqwest::Response {
         let csrf = self.csrf_of("/agent/login/code").await;
@@ -940,4 +960,216 @@ async fn a_tenant_may_accept_provider_logins_without_a_second_factor() {
         provider_login(&app, &provider, "distribution@mairie.example", &["pwd"]).await;
     assert_eq!(location(&answer), "/agent");
     assert_eq!(browser.get("/agent").await.status(), StatusCode::OK);
+}
+
+/// How many failed agent logins the audit log has, per step (`password`, `locked`, …).
+async fn failed_login_steps(app: &TestApp) -> std::collections::BTreeMap<String, usize> {
+    let details: Vec<String> = app
+        .state
+        .db
+        .read(|conn| -> Result<Vec<String>, DbError> {
+            Ok(audit_events::table
+                .filter(audit_events::action.eq("agent.login_failed"))
+                .select(audit_events::details)
+                .load(conn)?)
+        })
+        .await
+        .unwrap();
+    let mut steps = std::collections::BTreeMap::new();
+    for text in details {
+        let step = serde_json::from_str::<Value>(&text).unwrap()["step"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        *steps.entry(step).or_default() += 1;
+    }
+    steps
+}
+
+async fn failed_attempts_of(app: &TestApp, agent: &Agent) -> i32 {
+    let agent_id = agent.id.clone();
+    app.state
+        .db
+        .read(move |conn| -> Result<i32, DbError> {
+            use eguichet::db::schema::agent_credentials;
+            Ok(agent_credentials::table
+                .find(agent_id)
+                .select(agent_credentials::failed_attempts)
+                .first(conn)?)
+        })
+        .await
+        .unwrap()
+}
+
+/// Waits without a deadline: the bursts below must not meet the queue's timeout.
+const PATIENT_QUEUE: &str = "[limits]\npassword_check_wait_ms = 600000\n";
+
+/// Forty browsers with their form ready, so that their posts leave together.
+async fn ready_browsers(app: &TestApp, count: usize) -> Vec<(Browser, String)> {
+    let mut browsers = Vec::new();
+    for _ in 0..count {
+        let browser = Browser::new(app);
+        let csrf = browser.csrf_of("/agent/login").await;
+        browsers.push((browser, csrf));
+    }
+    browsers
+}
+
+#[tokio::test]
+async fn forty_concurrent_guesses_count_as_exactly_the_limits() {
+    let app = spawn_app_with(Options {
+        extra_toml: PATIENT_QUEUE.to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let agent = agent_with_password(&app, "guichet@mairie.example", Role::Agent).await;
+    let browsers = ready_browsers(&app, 40).await;
+
+    let answers = futures::future::join_all(browsers.iter().map(|(browser, csrf)| {
+        browser.post_password(csrf, "guichet@mairie.example", "pas le bon mot", None)
+    }))
+    .await;
+
+    // Every guess gets the same answer…
+    assert!(
+        answers
+            .iter()
+            .all(|answer| answer.status() == StatusCode::UNAUTHORIZED)
+    );
+    // …but of the 30 the address may make, exactly 5 were checked as wrong before the
+    // account locked; the other 25 found it locked, and the last 10 were not counted.
+    let steps = failed_login_steps(&app).await;
+    assert_eq!(steps.get("password"), Some(&5), "{steps:?}");
+    assert_eq!(steps.get("locked"), Some(&25), "{steps:?}");
+    assert_eq!(failed_attempts_of(&app, &agent).await, 5);
+    let locks = audit_actions(&app)
+        .await
+        .into_iter()
+        .filter(|action| action == "agent.locked_out")
+        .count();
+    assert_eq!(locks, 1);
+
+    // This address has used up its failures: another account's right password is
+    // refused from it, without touching that account's counter.
+    let other = agent_with_password(&app, "etat-civil@mairie.example", Role::Agent).await;
+    let refused = Browser::new(&app)
+        .submit_password("etat-civil@mairie.example", PASSWORD)
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(failed_attempts_of(&app, &other).await, 0);
+}
+
+#[tokio::test]
+async fn a_right_password_gives_its_reservation_back() {
+    let app = spawn_app().await;
+    let agent = agent_with_password(&app, "urbanisme@mairie.example", Role::Agent).await;
+    let browser = Browser::new(&app);
+    for _ in 0..4 {
+        browser
+            .submit_password("urbanisme@mairie.example", "pas le bon mot de passe")
+            .await;
+    }
+    // The fifth attempt is counted (and locks) while it is checked; right, it does not.
+    let accepted = browser
+        .submit_password("urbanisme@mairie.example", PASSWORD)
+        .await;
+    assert_eq!(location(&accepted), "/agent/login/enrol");
+    assert_eq!(failed_attempts_of(&app, &agent).await, 4);
+    let again = Browser::new(&app)
+        .submit_password("urbanisme@mairie.example", PASSWORD)
+        .await;
+    assert_eq!(location(&again), "/agent/login/enrol");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_limit() {
+    let app = spawn_app_with(Options {
+        extra_toml: format!("{PATIENT_QUEUE}[http]\ntrusted_proxies = [\"127.0.0.1/32\"]\n"),
+        ..Options::default()
+    })
+    .await;
+    agent_with_password(&app, "police@mairie.example", Role::Agent).await;
+    let browsers = ready_browsers(&app, 30).await;
+    // One client behind the proxy tries thirty unknown accounts (its own address is
+    // the rightmost one the proxy did not add; the first one it wrote itself).
+    futures::future::join_all(browsers.iter().enumerate().map(|(i, (browser, csrf))| {
+        let email = format!("personne{i}@mairie.example");
+        async move {
+            let answer = browser
+                .post_password(csrf, &email, PASSWORD, Some("10.9.9.9, 198.51.100.7"))
+                .await;
+            assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        }
+    }))
+    .await;
+
+    let browser = Browser::new(&app);
+    let csrf = browser.csrf_of("/agent/login").await;
+    let blocked = browser
+        .post_password(&csrf, "police@mairie.example", PASSWORD, Some("198.51.100.7"))
+        .await;
+    assert_eq!(blocked.status(), StatusCode::UNAUTHORIZED, "that client is limited");
+
+    // Another client of the same proxy logs in.
+    let csrf = browser.csrf_of("/agent/login").await;
+    let accepted = browser
+        .post_password(&csrf, "police@mairie.example", PASSWORD, Some("203.0.113.9"))
+        .await;
+    assert_eq!(location(&accepted), "/agent/login/enrol");
+}
+
+#[tokio::test]
+async fn a_client_address_header_from_an_untrusted_peer_is_ignored() {
+    // No trusted proxy: whatever X-Forwarded-For says, the socket's address counts.
+    let app = spawn_app_with(Options {
+        extra_toml: PATIENT_QUEUE.to_owned(),
+        ..Options::default()
+    })
+    .await;
+    agent_with_password(&app, "cantine@mairie.example", Role::Agent).await;
+    let browsers = ready_browsers(&app, 30).await;
+    futures::future::join_all(browsers.iter().enumerate().map(|(i, (browser, csrf))| {
+        let email = format!("personne{i}@mairie.example");
+        let spoofed = format!("198.51.100.{i}");
+        async move {
+            browser
+                .post_password(csrf, &email, PASSWORD, Some(&spoofed))
+                .await
+        }
+    }))
+    .await;
+    let browser = Browser::new(&app);
+    let csrf = browser.csrf_of("/agent/login").await;
+    let refused = browser
+        .post_password(&csrf, "cantine@mairie.example", PASSWORD, Some("203.0.113.9"))
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_login_that_finds_every_check_taken_is_asked_to_try_again() {
+    let app = spawn_app_with(Options {
+        extra_toml: "[limits]\npassword_checks_at_once = 1\npassword_check_wait_ms = 50\n"
+            .to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let agent = agent_with_password(&app, "sports@mairie.example", Role::Agent).await;
+    // Someone else's check holds the only turn.
+    let turn = app.state.password_queue.wait_for_turn().await.unwrap();
+    let browser = Browser::new(&app);
+    let busy = browser
+        .submit_password("sports@mairie.example", PASSWORD)
+        .await;
+    assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(busy.headers()["retry-after"], "5");
+    let message = alert_of(busy).await;
+    assert!(message.contains("réessayez"), "{message}");
+    assert_eq!(failed_attempts_of(&app, &agent).await, 0, "nothing counted");
+
+    drop(turn);
+    let accepted = browser
+        .submit_password("sports@mairie.example", PASSWORD)
+        .await;
+    assert_eq!(location(&accepted), "/agent/login/enrol");
 }

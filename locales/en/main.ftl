@@ -184,6 +184,7 @@ agent-login-email = Work email address
 agent-login-password = Password
 agent-login-submit = Continue
 agent-login-refused = Wrong email address, password or code. After several failures, logging in is suspended for a few minutes.
+agent-login-busy = Many logins are being checked right now. Nothing was counted against you: please try again in a few seconds.
 agent-login-start-again = Start logging in again
 agent-login-expired-title = Please log in again
 agent-login-expired-message = This login step has expired or was tried too many times. Start again from your email address and password.

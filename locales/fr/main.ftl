@@ -184,6 +184,7 @@ agent-login-email = Adresse électronique professionnelle
 agent-login-password = Mot de passe
 agent-login-submit = Continuer
 agent-login-refused = Adresse, mot de passe ou code incorrect. Après plusieurs échecs, la connexion est suspendue pendant quelques minutes.
+agent-login-busy = Beaucoup de connexions sont en cours de vérification. Rien n’a été compté : réessayez dans quelques secondes.
 agent-login-start-again = Recommencer la connexion
 agent-login-expired-title = Connexion à recommencer
 agent-login-expired-message = Cette étape de connexion a expiré ou a été tentée trop de fois. Recommencez depuis l'adresse et le mot de passe.

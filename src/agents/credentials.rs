@@ -24,7 +24,7 @@ pub const PASSWORD_MIN_CHARS: usize = 12;
 pub const PASSWORD_MAX_CHARS: usize = 128;
 /// How many recovery codes an agent holds after enrolment.
 pub const RECOVERY_CODE_COUNT: usize = 10;
-/// Failures in a row before the account is locked.
+/// Failures in a row that lock the account (the last of them starts the lock).
 const LOCK_THRESHOLD: i32 = 5;
 /// The first lock; each further failure doubles it, up to [`LOCK_MAX`].
 const LOCK_BASE: Duration = Duration::from_secs(60);
@@ -301,36 +301,102 @@ pub fn set_password_hash(
     Ok(())
 }
 
-/// Counts a failed password or code; starts (or lengthens) a lock-out past the
-/// threshold and records it. Returns the lock's end when one started.
-pub fn record_failure(conn: &mut Conn, agent: &Agent) -> Result<Option<NaiveDateTime>, DbError> {
-    let failures: Option<i32> = diesel::update(agent_credentials::table.find(&agent.id))
-        .set(agent_credentials::failed_attempts.eq(agent_credentials::failed_attempts + 1))
-        .returning(agent_credentials::failed_attempts)
-        .get_result(conn)
-        .optional()?;
-    let Some(failures) = failures.filter(|failures| *failures >= LOCK_THRESHOLD) else {
+/// One attempt counted on an account before its password or code is checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Reservation {
+    /// The failure counter with this attempt included.
+    failures: i32,
+}
+
+/// Counts an attempt as a failure before it is checked, with one conditional UPDATE
+/// that finds nothing while the account is locked. The attempt that reaches the
+/// threshold starts the lock in the same transaction (which holds the row), so of N
+/// concurrent guesses exactly as many are checked as the threshold allows and the
+/// others find the account locked. `None`: locked.
+pub fn reserve_attempt(conn: &mut Conn, agent_id: &str) -> Result<Option<Reservation>, DbError> {
+    let now = crate::now();
+    let failures: Option<i32> = diesel::update(
+        agent_credentials::table.find(agent_id).filter(
+            agent_credentials::locked_until
+                .is_null()
+                .or(agent_credentials::locked_until.le(now)),
+        ),
+    )
+    .set(agent_credentials::failed_attempts.eq(agent_credentials::failed_attempts + 1))
+    .returning(agent_credentials::failed_attempts)
+    .get_result(conn)
+    .optional()?;
+    let Some(failures) = failures else {
         return Ok(None);
     };
+    if failures >= LOCK_THRESHOLD {
+        diesel::update(agent_credentials::table.find(agent_id))
+            .set(agent_credentials::locked_until.eq(now + lock_length(failures)))
+            .execute(conn)?;
+    }
+    Ok(Some(Reservation { failures }))
+}
+
+/// How long the `failures`-th failure in a row locks the account: [`LOCK_BASE`] at the
+/// threshold, doubled at each further failure, up to [`LOCK_MAX`].
+fn lock_length(failures: i32) -> TimeDelta {
     let doublings = u32::try_from(failures - LOCK_THRESHOLD)
-        .unwrap_or(u32::MAX)
+        .unwrap_or(0)
         .min(12);
     let lock = LOCK_BASE.saturating_mul(1 << doublings).min(LOCK_MAX);
-    let until = crate::now() + TimeDelta::from_std(lock).unwrap_or(TimeDelta::hours(1));
-    diesel::update(agent_credentials::table.find(&agent.id))
-        .set(agent_credentials::locked_until.eq(until))
-        .execute(conn)?;
+    TimeDelta::from_std(lock).unwrap_or(TimeDelta::hours(1))
+}
+
+/// The reserved attempt failed: it stays counted; a lock it started is recorded.
+pub fn confirm_failure(
+    conn: &mut Conn,
+    agent: &Agent,
+    reservation: Reservation,
+) -> Result<(), DbError> {
+    if reservation.failures < LOCK_THRESHOLD {
+        return Ok(());
+    }
+    let minutes = lock_length(reservation.failures).num_minutes();
     audit::record(
         conn,
         AuditEvent::new(Actor::System, "agent.locked_out")
             .tenant(&agent.tenant_id)
             .subject("agent", &agent.id)
             .details(serde_json::json!({
-                "failures": failures,
-                "minutes": lock.as_secs() / 60,
+                "failures": reservation.failures,
+                "minutes": minutes,
             })),
     )?;
-    Ok(Some(until))
+    Ok(())
+}
+
+/// The reserved attempt was a right password: it no longer counts, and a lock it
+/// started is lifted unless attempts were counted after it.
+pub fn release_attempt(
+    conn: &mut Conn,
+    agent_id: &str,
+    reservation: Reservation,
+) -> Result<(), DbError> {
+    let last = diesel::update(
+        agent_credentials::table
+            .find(agent_id)
+            .filter(agent_credentials::failed_attempts.eq(reservation.failures)),
+    )
+    .set((
+        agent_credentials::failed_attempts.eq(agent_credentials::failed_attempts - 1),
+        agent_credentials::locked_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
+    if last == 0 {
+        diesel::update(
+            agent_credentials::table
+                .find(agent_id)
+                .filter(agent_credentials::failed_attempts.gt(0)),
+        )
+        .set(agent_credentials::failed_attempts.eq(agent_credentials::failed_attempts - 1))
+        .execute(conn)?;
+    }
+    Ok(())
 }
 
 /// Clears the failure counter after a complete login.

@@ -2,16 +2,18 @@
 //! a short-lived half-logged-in record in between, enrolment the first time), or a
 //! provider for agents (ProConnect) matched on the work email with its `amr` checked.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::TimeDelta;
 use diesel::prelude::*;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::credentials::{self, Credentials, RecoveryCode, TotpCode, TotpSecret};
+use super::credentials::{self, Credentials, RecoveryCode, Reservation, TotpCode, TotpSecret};
 use super::{Agent, AgentEmail};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::sessions::{self, NewSession, SessionKind, SessionPolicy};
+use crate::auth::throttle::{self, AddressKey};
 use crate::config::SecondFactorPolicy;
 use crate::db::schema::{agent_credentials, agent_pending_logins, agents};
 use crate::db::{Conn, DbError};
@@ -44,59 +46,144 @@ pub enum PasswordOutcome {
     /// Password right: the cookie value of the half-logged-in state, and whether the
     /// agent still has to enrol a second factor.
     Accepted { pending: String, enrolled: bool },
-    /// Unknown email, wrong password, disabled or locked account: one answer for all.
+    /// Unknown email, wrong password, disabled or locked account, too many failures
+    /// from this address: one answer for all.
     Refused,
+    /// Too many password checks are waiting: nothing was checked or counted.
+    Busy,
 }
 
-/// Checks an email and password. Unknown emails cost the same argon2 work as known
-/// ones; failures count towards the account's lock-out.
+/// What was counted before the password is checked.
+enum Attempt {
+    /// The client's address has used up its failures: refused without checking.
+    AddressLimited,
+    /// No such local account: a dummy hash is checked, for the same work.
+    UnknownAccount,
+    /// The account is locked: its hash is checked for the same work, then refused.
+    Locked { agent: Agent, stored: Option<String> },
+    /// One failure reserved on the account (and on the address).
+    Counted {
+        agent: Agent,
+        credentials: Box<Credentials>,
+        reservation: Reservation,
+    },
+}
+
+impl Attempt {
+    /// The hash the password is checked against (`None`: the dummy one).
+    fn stored_hash(&self) -> Option<String> {
+        match self {
+            Self::AddressLimited | Self::UnknownAccount => None,
+            Self::Locked { stored, .. } => stored.clone(),
+            Self::Counted { credentials, .. } => credentials.password_hash.clone(),
+        }
+    }
+}
+
+/// Checks an email and password from `client`. The attempt is counted (per account
+/// and per address) before argon2 runs, so concurrent guesses count one by one; a
+/// right password gives its count back. Unknown emails and locked accounts cost the
+/// same argon2 work as known ones; checks wait their turn in the password queue.
 pub async fn check_password(
     state: &AppState,
+    client: Option<IpAddr>,
     email: &str,
     password: SecretString,
 ) -> Result<PasswordOutcome, AgentLoginError> {
+    let Ok(turn) = state.password_queue.wait_for_turn().await else {
+        tracing::warn!("agent login refused: the password checks are all busy");
+        return Ok(PasswordOutcome::Busy);
+    };
     let email = AgentEmail::parse(email).ok();
-    let candidate = match email {
-        Some(email) => {
-            state
-                .db
-                .read(move |conn| local_account(conn, &email))
-                .await?
-        }
-        None => None,
+    let address = client.map(|client| AddressKey::of(&state.keys.hasher, client));
+    let attempt = {
+        let address = address.clone();
+        state
+            .db
+            .write(move |conn| count_attempt(conn, address.as_ref(), email.as_ref()))
+            .await?
     };
-    let stored = candidate
-        .as_ref()
-        .and_then(|(_, credentials)| credentials.password_hash.clone());
-    let matches = tokio::task::spawn_blocking(move || {
-        credentials::verify_password(password.expose_secret(), stored.as_deref())
-    })
-    .await
-    .map_err(|error| AgentLoginError::Blocking(error.to_string()))?;
-    let Some((agent, credentials)) = candidate else {
+    if matches!(attempt, Attempt::AddressLimited) {
+        tracing::info!("agent login refused: too many failures from this address");
         return Ok(PasswordOutcome::Refused);
-    };
-    let locked = credentials.is_locked(crate::now());
+    }
+    let stored = attempt.stored_hash();
+    let matches = turn
+        .run(move || credentials::verify_password(password.expose_secret(), stored.as_deref()))
+        .await
+        .map_err(|error| AgentLoginError::Blocking(error.to_string()))?;
     state
         .db
-        .write(move |conn| -> Result<_, AgentLoginError> {
-            if locked {
-                // Tries while locked prove nothing and do not lengthen the lock.
-                audit_failure(conn, &agent, "locked")?;
-                return Ok(PasswordOutcome::Refused);
-            }
-            if !matches {
-                audit_failure(conn, &agent, "password")?;
-                credentials::record_failure(conn, &agent)?;
-                return Ok(PasswordOutcome::Refused);
+        .write(move |conn| settle_attempt(conn, attempt, address.as_ref(), matches))
+        .await
+}
+
+/// Reserves the attempt on the address, then on the account.
+fn count_attempt(
+    conn: &mut Conn,
+    address: Option<&AddressKey>,
+    email: Option<&AgentEmail>,
+) -> Result<Attempt, AgentLoginError> {
+    if let Some(address) = address
+        && !throttle::reserve_attempt(conn, address)?
+    {
+        return Ok(Attempt::AddressLimited);
+    }
+    let Some((agent, credentials)) = email.map(|email| local_account(conn, email)).transpose()?.flatten()
+    else {
+        return Ok(Attempt::UnknownAccount);
+    };
+    Ok(match credentials::reserve_attempt(conn, &agent.id)? {
+        Some(reservation) => Attempt::Counted {
+            agent,
+            credentials: Box::new(credentials),
+            reservation,
+        },
+        None => Attempt::Locked {
+            agent,
+            stored: credentials.password_hash,
+        },
+    })
+}
+
+/// Records the outcome of a checked password: a failure stays counted, a success
+/// gives both counts back and starts the half-logged-in state.
+fn settle_attempt(
+    conn: &mut Conn,
+    attempt: Attempt,
+    address: Option<&AddressKey>,
+    matches: bool,
+) -> Result<PasswordOutcome, AgentLoginError> {
+    match attempt {
+        Attempt::AddressLimited | Attempt::UnknownAccount => Ok(PasswordOutcome::Refused),
+        Attempt::Locked { agent, .. } => {
+            // Tries while locked prove nothing and do not lengthen the lock.
+            audit_failure(conn, &agent, "locked")?;
+            Ok(PasswordOutcome::Refused)
+        }
+        Attempt::Counted {
+            agent, reservation, ..
+        } if !matches => {
+            audit_failure(conn, &agent, "password")?;
+            credentials::confirm_failure(conn, &agent, reservation)?;
+            Ok(PasswordOutcome::Refused)
+        }
+        Attempt::Counted {
+            agent,
+            credentials,
+            reservation,
+        } => {
+            credentials::release_attempt(conn, &agent.id, reservation)?;
+            if let Some(address) = address {
+                throttle::release_attempt(conn, address)?;
             }
             let pending = start_pending(conn, &agent.id)?;
             Ok(PasswordOutcome::Accepted {
                 pending,
                 enrolled: credentials.has_second_factor(),
             })
-        })
-        .await
+        }
+    }
 }
 
 /// The one active agent with this email that has a password. Several (the same email
@@ -238,12 +325,14 @@ pub async fn enrolment(state: &AppState, pending: String) -> Result<Enrolment, A
 pub async fn check_code(
     state: &AppState,
     policy: SessionPolicy,
+    client: Option<IpAddr>,
     pending: String,
     typed: String,
     enrolling: bool,
 ) -> Result<CodeOutcome, AgentLoginError> {
     let keys = state.keys.clone();
     let unix_time = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
+    let address = client.map(|client| AddressKey::of(&keys.hasher, client));
     state
         .db
         .write(move |conn| -> Result<_, AgentLoginError> {
@@ -261,10 +350,17 @@ pub async fn check_code(
                 (false, false) => return Ok(CodeOutcome::NotEnrolled),
                 _ => {}
             }
-            if credentials.is_locked(crate::now()) {
-                audit_failure(conn, &agent, "locked")?;
+            // Counted before the code is checked, like a password (one by one even
+            // when several half-logged-in states of the account race).
+            if let Some(address) = &address
+                && !throttle::reserve_attempt(conn, address)?
+            {
                 return Ok(CodeOutcome::Refused);
             }
+            let Some(reservation) = credentials::reserve_attempt(conn, &agent.id)? else {
+                audit_failure(conn, &agent, "locked")?;
+                return Ok(CodeOutcome::Refused);
+            };
             let method = verify_code(
                 conn,
                 &keys,
@@ -276,11 +372,14 @@ pub async fn check_code(
             )?;
             let Some(method) = method else {
                 audit_failure(conn, &agent, "code")?;
-                credentials::record_failure(conn, &agent)?;
+                credentials::confirm_failure(conn, &agent, reservation)?;
                 return Ok(CodeOutcome::Refused);
             };
             finish_pending(conn, &pending)?;
             credentials::clear_failures(conn, &agent.id)?;
+            if let Some(address) = &address {
+                throttle::release_attempt(conn, address)?;
+            }
             let recovery_codes = if enrolling {
                 audit::record(
                     conn,

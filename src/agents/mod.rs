@@ -5,6 +5,7 @@ pub mod admin_pages;
 pub mod credentials;
 pub mod login;
 pub mod org_chart;
+pub mod password_queue;
 mod token;
 
 use diesel::prelude::*;

@@ -23,6 +23,8 @@ pub enum HashDomain {
     VoucherHousehold,
     /// The id a scanning device keeps in a cookie.
     ScanDevice,
+    /// A client address (or IPv6 network) counted by the login limits.
+    ClientAddress,
 }
 
 impl HashDomain {
@@ -35,6 +37,7 @@ impl HashDomain {
             Self::VoucherCode => b"eguichet/voucher-code/v1",
             Self::VoucherHousehold => b"eguichet/voucher-household/v1",
             Self::ScanDevice => b"eguichet/scan-device/v1",
+            Self::ClientAddress => b"eguichet/client-address/v1",
         }
     }
 }

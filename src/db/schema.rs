@@ -128,6 +128,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    login_failures_by_address (address_hash) {
+        address_hash -> Text,
+        failures -> Integer,
+        window_started_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     sessions (id_hash) {
         id_hash -> Text,
         kind -> Text,
@@ -377,6 +385,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     citizens,
     citizen_logins,
     auth_flows,
+    login_failures_by_address,
     sessions,
     documents,
     notices,

@@ -4,12 +4,13 @@
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CLEAR_SITE_DATA, LOCATION};
+use actix_web::http::header::{CLEAR_SITE_DATA, LOCATION, RETRY_AFTER};
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::agent_session::{AGENT_SESSION_COOKIE, AgentSession};
+use super::client_address::client_address;
 use super::login::{
     CallbackQuery, LogoutCallbackQuery, browser_value, consume_returning_flow, login_failed,
     redirect_to_provider, remember_flow, verify_provider_return,
@@ -93,10 +94,6 @@ fn check_form_token(request: &HttpRequest, submitted: &str, lang: Lang) -> Resul
     }
 }
 
-fn client_address(request: &HttpRequest) -> Option<std::net::IpAddr> {
-    request.peer_addr().map(|address| address.ip())
-}
-
 /// A provider button on the login page.
 #[derive(Serialize)]
 struct ProviderButton {
@@ -148,6 +145,8 @@ struct PasswordForm {
 /// The same answer for an unknown email, a wrong password, a disabled or locked
 /// account and a throttled address.
 const REFUSED: &str = "agent-login-refused";
+/// When every password check is taken: the form again, with "try again in a moment".
+const BUSY_RETRY_AFTER_SECONDS: &str = "5";
 
 async fn submit_password(
     request: HttpRequest,
@@ -158,36 +157,37 @@ async fn submit_password(
 ) -> Result<HttpResponse, PageError> {
     check_form_token(&request, &form.csrf, page.lang)?;
     let form = form.into_inner();
-    let address = client_address(&request);
-    let refused = |auth: &AuthState| {
-        if let Some(address) = address {
-            auth.login_throttle.record_failure(address);
-        }
+    let answer = |status: StatusCode, message: &str| {
         render_login(
             &page,
-            auth,
+            &auth,
             form_token(&request),
-            StatusCode::UNAUTHORIZED,
-            Some(REFUSED),
+            status,
+            Some(message),
             &form.email,
         )
     };
-    if address.is_some_and(|address| auth.login_throttle.is_blocked(address)) {
-        tracing::info!("agent login refused: too many failures from this address");
-        return Ok(refused(&auth));
-    }
     if form.password.chars().count() > credentials::PASSWORD_MAX_CHARS {
-        return Ok(refused(&auth));
+        return Ok(answer(StatusCode::UNAUTHORIZED, REFUSED));
     }
     let outcome = agent_login::check_password(
         &state,
+        client_address(&request),
         &form.email,
         SecretString::from(form.password.clone()),
     )
     .await
     .map_err(|error| PageError::internal(page.lang, error))?;
     match outcome {
-        PasswordOutcome::Refused => Ok(refused(&auth)),
+        PasswordOutcome::Refused => Ok(answer(StatusCode::UNAUTHORIZED, REFUSED)),
+        PasswordOutcome::Busy => {
+            let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, "agent-login-busy");
+            response.headers_mut().insert(
+                RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static(BUSY_RETRY_AFTER_SECONDS),
+            );
+            Ok(response)
+        }
         PasswordOutcome::Accepted { pending, enrolled } => {
             let next = if enrolled {
                 "/agent/login/code"
@@ -258,19 +258,10 @@ async fn submit_code(
 ) -> Result<HttpResponse, PageError> {
     check_form_token(&request, &form.csrf, page.lang)?;
     let pending = pending_cookie(&request).ok_or_else(|| start_again(page.lang))?;
-    let address = client_address(&request);
-    if address.is_some_and(|address| auth.login_throttle.is_blocked(address)) {
-        return Ok(render_code(
-            &page,
-            &auth,
-            form_token(&request),
-            StatusCode::UNAUTHORIZED,
-            true,
-        ));
-    }
     let outcome = agent_login::check_code(
         &state,
         auth.agent_policy,
+        client_address(&request),
         pending,
         form.into_inner().code,
         false,
@@ -283,18 +274,13 @@ async fn submit_code(
             .cookie(auth.cookie(AGENT_SESSION_COOKIE, logged_in.session.cookie_value))
             .cookie(login_cookie_removal(&auth, PENDING_COOKIE))
             .finish()),
-        CodeOutcome::Refused => {
-            if let Some(address) = address {
-                auth.login_throttle.record_failure(address);
-            }
-            Ok(render_code(
+        CodeOutcome::Refused => Ok(render_code(
                 &page,
                 &auth,
                 form_token(&request),
-                StatusCode::UNAUTHORIZED,
-                true,
-            ))
-        }
+            StatusCode::UNAUTHORIZED,
+            true,
+        )),
         CodeOutcome::NotEnrolled => Ok(see_other("/agent/login/enrol")),
         CodeOutcome::Expired | CodeOutcome::AlreadyEnrolled => Err(start_again(page.lang)),
     }
@@ -363,6 +349,7 @@ async fn submit_enrolment(
     let outcome = agent_login::check_code(
         &state,
         auth.agent_policy,
+        client_address(&request),
         pending.clone(),
         form.into_inner().code,
         true,
@@ -386,9 +373,6 @@ async fn submit_enrolment(
             Ok(response)
         }
         CodeOutcome::Refused => {
-            if let Some(address) = client_address(&request) {
-                auth.login_throttle.record_failure(address);
-            }
             match agent_login::enrolment(&state, pending)
                 .await
                 .map_err(|error| PageError::internal(page.lang, error))?

@@ -25,16 +25,10 @@ use url::Url;
 use crate::auth::demo_idp::{DemoClient, DemoIdentityProvider};
 use crate::auth::relying_party::{IdentityProvider, Providers};
 use crate::auth::sessions::SessionPolicy;
-use crate::auth::throttle::FailureThrottle;
 use crate::auth::{DEMO_PROVIDER_ID, http::provider_http_client, sessions};
 use crate::config::{Audience, Config, Mode, ProviderConfig, ProviderKind};
 use crate::state::{AppState, StartError};
 use session::AuthState;
-
-/// Failed agent logins one client address may make within the window (a kiosk or an
-/// office behind one address has many agents, hence more than one account's share).
-const LOGIN_FAILURES_PER_ADDRESS: usize = 30;
-const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(900);
 
 /// How often unreferenced payloads are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
@@ -201,7 +195,6 @@ fn build_auth(
         policy: SessionPolicy::from_config(&config.session),
         agent_policy: SessionPolicy::for_agents(&config.session),
         agent_second_factor: config.tenant.agent_second_factor,
-        login_throttle: FailureThrottle::new(LOGIN_FAILURES_PER_ADDRESS, LOGIN_FAILURE_WINDOW),
         secure_cookies: !config.allows_plain_http_cookies(),
     };
     Ok((auth, demo_idp))

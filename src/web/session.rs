@@ -20,8 +20,6 @@ pub struct AuthState {
     pub agent_policy: SessionPolicy,
     /// Whether agents logging in through a provider must have used a second factor.
     pub agent_second_factor: crate::config::SecondFactorPolicy,
-    /// Failed agent logins per client address.
-    pub login_throttle: crate::auth::throttle::FailureThrottle,
     /// `Secure` on every cookie, except for a demo on plain-HTTP localhost.
     pub secure_cookies: bool,
 }
