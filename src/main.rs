@@ -274,15 +274,18 @@ fn run_agent(state: AppState, command: AgentCommand) -> anyhow::Result<()> {
         }
         AgentCommand::Password { email, tenant } => {
             let agent = existing_agent(&state, &email, tenant)?;
-            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                eprintln!(
-                    "new password ({}-{} characters), then Enter:",
+            let line = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                // Typed at a terminal: not echoed, so it is not left on the screen.
+                rpassword::prompt_password(format!(
+                    "new password ({}-{} characters), then Enter: ",
                     credentials::PASSWORD_MIN_CHARS,
                     credentials::PASSWORD_MAX_CHARS
-                );
-            }
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line)?;
+                ))?
+            } else {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                line
+            };
             let password = NewPassword::parse(line.trim_end_matches(['\r', '\n']))?;
             drop(line);
             let hash = password.hash()?;
