@@ -1106,14 +1106,28 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limit() {
     let browser = Browser::new(&app);
     let csrf = browser.csrf_of("/agent/login").await;
     let blocked = browser
-        .post_password(&csrf, "police@mairie.example", PASSWORD, Some("198.51.100.7"))
+        .post_password(
+            &csrf,
+            "police@mairie.example",
+            PASSWORD,
+            Some("198.51.100.7"),
+        )
         .await;
-    assert_eq!(blocked.status(), StatusCode::UNAUTHORIZED, "that client is limited");
+    assert_eq!(
+        blocked.status(),
+        StatusCode::UNAUTHORIZED,
+        "that client is limited"
+    );
 
     // Another client of the same proxy logs in.
     let csrf = browser.csrf_of("/agent/login").await;
     let accepted = browser
-        .post_password(&csrf, "police@mairie.example", PASSWORD, Some("203.0.113.9"))
+        .post_password(
+            &csrf,
+            "police@mairie.example",
+            PASSWORD,
+            Some("203.0.113.9"),
+        )
         .await;
     assert_eq!(location(&accepted), "/agent/login/enrol");
 }
@@ -1141,7 +1155,12 @@ async fn a_client_address_header_from_an_untrusted_peer_is_ignored() {
     let browser = Browser::new(&app);
     let csrf = browser.csrf_of("/agent/login").await;
     let refused = browser
-        .post_password(&csrf, "cantine@mairie.example", PASSWORD, Some("203.0.113.9"))
+        .post_password(
+            &csrf,
+            "cantine@mairie.example",
+            PASSWORD,
+            Some("203.0.113.9"),
+        )
         .await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 }
@@ -1172,4 +1191,53 @@ async fn a_login_that_finds_every_check_taken_is_asked_to_try_again() {
         .submit_password("sports@mairie.example", PASSWORD)
         .await;
     assert_eq!(location(&accepted), "/agent/login/enrol");
+}
+
+#[tokio::test]
+async fn guessing_the_current_password_from_a_session_counts_like_a_login() {
+    let app = spawn_app_with(Options {
+        extra_toml: PATIENT_QUEUE.to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let agent = agent_with_password(&app, "voirie@mairie.example", Role::Agent).await;
+    let browser = Browser::new(&app);
+    enrol(&app, &browser, "voirie@mairie.example").await;
+    assert_eq!(failed_attempts_of(&app, &agent).await, 0);
+
+    // A borrowed session guesses the current password, ten at once.
+    let csrf = browser.session_csrf().await;
+    let guesses = futures::future::join_all((0..10).map(|i| {
+        let guess = format!("devinette numéro {i}");
+        let browser = &browser;
+        let csrf = &csrf;
+        async move {
+            browser
+                .post(
+                    "/agent/account/password",
+                    &[
+                        ("csrf", csrf.as_str()),
+                        ("current", &guess),
+                        ("new", "nouvelle phrase secrète"),
+                        ("confirm", "nouvelle phrase secrète"),
+                    ],
+                )
+                .await
+                .status()
+        }
+    }))
+    .await;
+    assert!(
+        guesses
+            .iter()
+            .all(|status| *status == StatusCode::UNPROCESSABLE_ENTITY)
+    );
+    let steps = failed_login_steps(&app).await;
+    assert_eq!(steps.get("password_change"), Some(&5), "{steps:?}");
+    assert_eq!(failed_attempts_of(&app, &agent).await, 5);
+    // The account is locked: the right password no longer logs in.
+    let locked = Browser::new(&app)
+        .submit_password("voirie@mairie.example", PASSWORD)
+        .await;
+    assert_eq!(locked.status(), StatusCode::UNAUTHORIZED);
 }

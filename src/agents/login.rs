@@ -60,7 +60,10 @@ enum Attempt {
     /// No such local account: a dummy hash is checked, for the same work.
     UnknownAccount,
     /// The account is locked: its hash is checked for the same work, then refused.
-    Locked { agent: Agent, stored: Option<String> },
+    Locked {
+        agent: Agent,
+        stored: Option<String>,
+    },
     /// One failure reserved on the account (and on the address).
     Counted {
         agent: Agent,
@@ -129,7 +132,10 @@ fn count_attempt(
     {
         return Ok(Attempt::AddressLimited);
     }
-    let Some((agent, credentials)) = email.map(|email| local_account(conn, email)).transpose()?.flatten()
+    let Some((agent, credentials)) = email
+        .map(|email| local_account(conn, email))
+        .transpose()?
+        .flatten()
     else {
         return Ok(Attempt::UnknownAccount);
     };
@@ -184,6 +190,74 @@ fn settle_attempt(
             })
         }
     }
+}
+
+/// The result of an agent changing their own password.
+pub enum PasswordChange {
+    Changed,
+    /// The agent logs in through a provider only.
+    NoPassword,
+    /// The current password is wrong (or the account is locked).
+    WrongCurrent,
+    /// Too many password checks are waiting: nothing was checked or counted.
+    Busy,
+}
+
+/// Changes an agent's password after checking the current one. The check is counted
+/// like a login's, so a borrowed session cannot guess the password either.
+pub async fn change_password(
+    state: &AppState,
+    agent: Agent,
+    current: SecretString,
+    new: credentials::NewPassword,
+) -> Result<PasswordChange, AgentLoginError> {
+    let Ok(turn) = state.password_queue.wait_for_turn().await else {
+        return Ok(PasswordChange::Busy);
+    };
+    let agent_id = agent.id.clone();
+    let counted = state
+        .db
+        .write(move |conn| -> Result<_, AgentLoginError> {
+            let stored = credentials::credentials_of(conn, &agent_id)?
+                .and_then(|credentials| credentials.password_hash);
+            let Some(stored) = stored else {
+                return Ok(None);
+            };
+            Ok(Some((
+                stored,
+                credentials::reserve_attempt(conn, &agent_id)?,
+            )))
+        })
+        .await?;
+    let Some((stored, reservation)) = counted else {
+        return Ok(PasswordChange::NoPassword);
+    };
+    let Some(reservation) = reservation else {
+        return Ok(PasswordChange::WrongCurrent);
+    };
+    let hashed = turn
+        .run(move || {
+            if credentials::verify_password(current.expose_secret(), Some(&stored)) {
+                new.hash().map(Some)
+            } else {
+                Ok(None)
+            }
+        })
+        .await
+        .map_err(|error| AgentLoginError::Blocking(error.to_string()))??;
+    state
+        .db
+        .write(move |conn| -> Result<_, AgentLoginError> {
+            let Some(hashed) = hashed else {
+                audit_failure(conn, &agent, "password_change")?;
+                credentials::confirm_failure(conn, &agent, reservation)?;
+                return Ok(PasswordChange::WrongCurrent);
+            };
+            // Setting the password clears the count, this attempt's included.
+            credentials::set_password_hash(conn, &agent, &hashed, Actor::Agent(agent.id.clone()))?;
+            Ok(PasswordChange::Changed)
+        })
+        .await
 }
 
 /// The one active agent with this email that has a password. Several (the same email

@@ -92,10 +92,7 @@ pub fn release_attempt(conn: &mut Conn, key: &AddressKey) -> Result<(), DbError>
 }
 
 /// Rows whose window has passed count for nothing: they go (an index range, cheap).
-fn forget_old_windows(
-    conn: &mut Conn,
-    window_start: chrono::NaiveDateTime,
-) -> Result<(), DbError> {
+fn forget_old_windows(conn: &mut Conn, window_start: chrono::NaiveDateTime) -> Result<(), DbError> {
     diesel::delete(
         login_failures_by_address::table
             .filter(login_failures_by_address::window_started_at.le(window_start)),
@@ -103,4 +100,3 @@ fn forget_old_windows(
     .execute(conn)?;
     Ok(())
 }
-

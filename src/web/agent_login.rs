@@ -21,7 +21,7 @@ use super::qr::qr_svg;
 use super::session::AuthState;
 use crate::agents::credentials::{self, NewPassword, RecoveryCode, TotpSecret};
 use crate::agents::login::{
-    self as agent_login, CodeOutcome, Enrolment, LoggedIn, PasswordOutcome,
+    self as agent_login, CodeOutcome, Enrolment, LoggedIn, PasswordChange, PasswordOutcome,
 };
 use crate::agents::{Agent, login::ProviderLoginRefusal};
 use crate::audit::{self, Actor, AuditEvent};
@@ -275,9 +275,9 @@ async fn submit_code(
             .cookie(login_cookie_removal(&auth, PENDING_COOKIE))
             .finish()),
         CodeOutcome::Refused => Ok(render_code(
-                &page,
-                &auth,
-                form_token(&request),
+            &page,
+            &auth,
+            form_token(&request),
             StatusCode::UNAUTHORIZED,
             true,
         )),
@@ -710,37 +710,35 @@ async fn change_password(
     let Ok(new_password) = NewPassword::parse(&form.new) else {
         return refuse("agent-password-length").await;
     };
-    let agent_id = agent.agent.id.clone();
-    let stored = state
-        .db
-        .read(move |conn| credentials::credentials_of(conn, &agent_id))
-        .await?
-        .and_then(|credentials| credentials.password_hash);
-    let Some(stored) = stored else {
-        return refuse("agent-password-none").await;
-    };
-    let current = SecretString::from(form.current);
-    let hashed = tokio::task::spawn_blocking(move || {
-        use secrecy::ExposeSecret;
-        if credentials::verify_password(current.expose_secret(), Some(&stored)) {
-            new_password.hash().map(Some)
-        } else {
-            Ok(None)
-        }
-    })
+    let changed = agent_login::change_password(
+        &state,
+        agent.agent.clone(),
+        SecretString::from(form.current),
+        new_password,
+    )
     .await
-    .map_err(|error| PageError::internal(page.lang, error))?
     .map_err(|error| PageError::internal(page.lang, error))?;
-    let Some(hashed) = hashed else {
-        return refuse("agent-password-wrong").await;
-    };
-    let who = agent.agent.clone();
-    state
-        .db
-        .write(move |conn| {
-            credentials::set_password_hash(conn, &who, &hashed, Actor::Agent(who.id.clone()))
-        })
-        .await?;
+    match changed {
+        PasswordChange::Changed => {}
+        PasswordChange::NoPassword => return refuse("agent-password-none").await,
+        PasswordChange::WrongCurrent => return refuse("agent-password-wrong").await,
+        PasswordChange::Busy => {
+            let mut response = render_account(
+                &page,
+                &state,
+                &agent,
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                Some("agent-login-busy"),
+            )
+            .await?;
+            response.headers_mut().insert(
+                RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static(BUSY_RETRY_AFTER_SECONDS),
+            );
+            return Ok(response);
+        }
+    }
     render_account(
         &page,
         &state,

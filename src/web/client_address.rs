@@ -52,7 +52,12 @@ pub fn loggable(address: IpAddr, mode: ClientAddressLogging) -> Option<String> {
 /// be read stops the walk at the last trusted one (a proxy's own garbage must not let
 /// a client choose its address).
 fn resolve(config: &HttpConfig, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-    let trusted = |address: &IpAddr| config.trusted_proxies.iter().any(|net| net.contains(address));
+    let trusted = |address: &IpAddr| {
+        config
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(address))
+    };
     if !trusted(&peer) {
         return peer;
     }
@@ -160,10 +165,7 @@ mod tests {
     fn behind_a_trusted_proxy_the_rightmost_untrusted_hop_is_the_client() {
         let xff = config(ClientAddressHeader::XForwardedFor);
         // The client wrote the first address itself; the proxies appended the others.
-        let chain = headers(
-            X_FORWARDED_FOR,
-            &["1.2.3.4, 198.51.100.7", "10.1.1.1"],
-        );
+        let chain = headers(X_FORWARDED_FOR, &["1.2.3.4, 198.51.100.7", "10.1.1.1"]);
         assert_eq!(resolve(&xff, ip("10.0.0.1"), &chain), ip("198.51.100.7"));
         let all_trusted = headers(X_FORWARDED_FOR, &["10.9.9.9, 10.1.1.1"]);
         assert_eq!(resolve(&xff, ip("10.0.0.1"), &all_trusted), ip("10.9.9.9"));
