@@ -189,6 +189,84 @@ fn command_line_creates_agents_and_prints_only_the_token() {
     assert!(String::from_utf8_lossy(&verify.stdout).contains("intact"));
 }
 
+/// Waits until the terminal of the process whose command line names `marker` no longer
+/// echoes (or, if it never stops, for long enough that typing will show the bug).
+fn wait_until_echo_is_off(marker: &str) {
+    use rustix::termios::{LocalModes, tcgetattr};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let terminal = loop {
+        let found = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .find_map(|process| {
+                let cmdline = std::fs::read(process.path().join("cmdline")).ok()?;
+                String::from_utf8_lossy(&cmdline)
+                    .contains(marker)
+                    .then_some(())?;
+                let input = std::fs::read_link(process.path().join("fd/0")).ok()?;
+                input.starts_with("/dev/pts").then_some(input)
+            });
+        if let Some(path) = found {
+            break std::fs::File::open(path).unwrap();
+        }
+        std::thread::yield_now();
+    };
+    while tcgetattr(&terminal)
+        .unwrap()
+        .local_modes
+        .contains(LocalModes::ECHO)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::yield_now();
+    }
+}
+
+/// `agent password` at a terminal (given by util-linux `script`, as a person typing
+/// would see it): the prompt shows, the password typed after it does not.
+#[test]
+fn a_password_typed_at_a_terminal_is_not_echoed() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let email = format!("tty-{}@mairie.example", uuid::Uuid::new_v4().simple());
+    let created = eguichet(
+        dir.path(),
+        &["agent", "create", "--email", &email, "--role", "agent"],
+    );
+    assert!(created.status.success());
+    let command = format!(
+        "{} agent password --email {email}",
+        env!("CARGO_BIN_EXE_eguichet")
+    );
+    let mut terminal = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("EGUICHET_DATA_DIR", dir.path())
+        .env_remove("EGUICHET_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut screen = terminal.stdout.take().unwrap();
+    let mut shown = Vec::new();
+    let mut chunk = [0u8; 256];
+    while !String::from_utf8_lossy(&shown).contains("new password") {
+        let read = screen.read(&mut chunk).unwrap();
+        assert!(read > 0, "no prompt: {}", String::from_utf8_lossy(&shown));
+        shown.extend_from_slice(&chunk[..read]);
+    }
+    // A person types after the prompt; a test could type before the echo is off.
+    wait_until_echo_is_off(&email);
+    let mut keyboard = terminal.stdin.take().unwrap();
+    keyboard.write_all(b"une phrase bien secrete\r").unwrap();
+    screen.read_to_end(&mut shown).unwrap();
+    assert!(terminal.wait().unwrap().success());
+    let shown = String::from_utf8_lossy(&shown);
+    assert!(shown.contains("password set"), "{shown}");
+    assert!(
+        !shown.contains("secrete"),
+        "the password was echoed: {shown}"
+    );
+}
+
 #[test]
 fn mistyped_database_url_is_refused_without_creating_a_file() {
     let dir = tempfile::tempdir().unwrap();
