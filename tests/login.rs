@@ -474,3 +474,35 @@ async fn a_withdrawn_document_shows_as_withdrawn_without_its_title() {
     let download = browser.get(&format!("/vault/documents/{withdrawn}")).await;
     assert_eq!(download.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_citizen_whose_only_document_was_withdrawn_is_not_told_one_waits() {
+    let app = spawn_app().await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let withdrawn = app
+        .deliver_to(
+            &token,
+            marie(),
+            "Avis destiné à un homonyme",
+            document_bytes(2_000, 5),
+        )
+        .await;
+    let answer = app
+        .client
+        .post(format!(
+            "{}/api/v1/documents/{withdrawn}/withdraw",
+            app.address
+        ))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"reason": "Adressé par erreur"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+
+    let browser = Browser::logged_in_as(&app, "marie.dupont").await;
+    let vault = browser.vault().await;
+    assert!(!vault.contains("vous attend."), "{vault}");
+    assert!(vault.contains("Aucun document ne vous attend"), "{vault}");
+    assert!(vault.contains("Document retiré par la commune"), "{vault}");
+}

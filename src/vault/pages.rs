@@ -155,8 +155,11 @@ async fn vault_list(
         .await
         .map_err(|error| PageError::internal(lang, error))?;
     let (to_collect, done) = voucher_views(lang, held);
+    // A withdrawn document stays listed (with why) but no longer waits for anyone.
+    let waiting = lines.iter().filter(|line| line.withdrawn.is_none()).count();
     let mut context = citizen.context(&page);
     context.insert("documents", &lines);
+    context.insert("waiting", &waiting);
     context.insert("vouchers_to_collect", &to_collect);
     context.insert("vouchers_done", &done);
     Ok(page.render(StatusCode::OK, "vault.html", &context))
