@@ -383,3 +383,67 @@ async fn unsafe_archives_are_refused_whole() {
     assert_eq!(app.document_rows().await, 0);
     assert_eq!(staged_leftovers(&app), 0);
 }
+
+#[tokio::test]
+async fn the_same_manifest_run_by_two_agents_at_once_delivers_each_line_once() {
+    let app = spawn_app().await;
+    let browser_agent = app.agent_token("mairie@example.org", Role::Agent).await;
+    let cli_agent = app.agent_token("informatique@example.org", Role::Agent).await;
+    let cli_twin = app.agent_token("stagiaire@example.org", Role::Agent).await;
+    let (dir, manifest) = folder_with(12);
+    let entries: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|n| (format!("avis/{n}.pdf"), document_bytes(2_000 + n, n as u64)))
+        .collect();
+    let borrowed: Vec<(&str, Vec<u8>)> = entries
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), bytes.clone()))
+        .collect();
+    let form = reqwest::multipart::Form::new()
+        .part("manifest", manifest_part(&manifest))
+        .part(
+            "archive",
+            reqwest::multipart::Part::bytes(zip_of(&borrowed)).file_name("envoi.zip"),
+        );
+
+    // The browser job, and two command-line runs by other agents, all at once.
+    let job = async {
+        let response = start_job(&app, &browser_agent, form).await;
+        assert_eq!(response.status(), 202);
+        let id = response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        finished_job(&app, &browser_agent, &id).await
+    };
+    let (job, cli, twin) = tokio::join!(
+        job,
+        run_client(&app, &cli_agent, dir.path(), manifest.as_bytes()),
+        run_client(&app, &cli_twin, dir.path(), manifest.as_bytes()),
+    );
+
+    assert_eq!(app.document_rows().await, 12, "{cli}\n{twin}\n{job}");
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["refused"], 0, "{job}");
+    assert!(cli.is_complete() && twin.is_complete(), "{cli}\n{twin}");
+    let documents_of = |report: &DeliveryReport| {
+        let mut ids: Vec<String> = report
+            .delivered
+            .iter()
+            .chain(&report.replayed)
+            .map(|(_, id)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let from_cli = documents_of(&cli);
+    assert_eq!(from_cli.len(), 12);
+    assert_eq!(from_cli, documents_of(&twin));
+    let mut from_job: Vec<String> = job["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line["document_id"].as_str().unwrap().to_owned())
+        .collect();
+    from_job.sort();
+    assert_eq!(from_cli, from_job);
+}
