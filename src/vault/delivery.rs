@@ -58,9 +58,11 @@ impl IdempotencyKey {
     pub fn parse(text: &str) -> Result<Self, DocumentError> {
         let valid = (1..=200).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic());
         if valid {
-            let manifest_line = text.strip_prefix(MANIFEST_LINE_KEY_PREFIX).is_some_and(|hash| {
-                hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-            });
+            let manifest_line = text
+                .strip_prefix(MANIFEST_LINE_KEY_PREFIX)
+                .is_some_and(|hash| {
+                    hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                });
             let scope = if manifest_line {
                 IdempotencyScope::Tenant
             } else {
@@ -495,19 +497,17 @@ impl NewUpload {
                 // Two identical requests raced: the other one stored the document.
                 if let (DocumentError::Database(db_error), Some(key)) = (&error, &idempotency_key)
                     && db_error.is_unique_violation()
-                {
-                    if let Some((existing, stored)) =
+                    && let Some((existing, stored)) =
                         find_by_idempotency_key(&state, &agent, key).await?
-                    {
-                        return if stored == row.request_fingerprint {
-                            Ok(Delivered {
-                                id: existing,
-                                replayed: true,
-                            })
-                        } else {
-                            Err(DocumentError::IdempotencyConflict)
-                        };
-                    }
+                {
+                    return if stored == row.request_fingerprint {
+                        Ok(Delivered {
+                            id: existing,
+                            replayed: true,
+                        })
+                    } else {
+                        Err(DocumentError::IdempotencyConflict)
+                    };
                 }
                 Err(error)
             }
