@@ -267,6 +267,14 @@ async fn an_agent_delivers_from_the_form_and_follows_it() {
         .await
         .unwrap();
     assert!(!withdrawn_only.contains(&detail_path));
+    // A page number out of range is refused, never read as the first page.
+    for page in ["-1", "abc", "99999999999999999999", "1000001"] {
+        let refused = agent.get(&format!("/agent/deliveries?page={page}")).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "page={page}");
+        assert!(!refused.text().await.unwrap().contains(&detail_path));
+    }
+    let past_the_end = agent.get("/agent/deliveries?page=1").await;
+    assert_eq!(past_the_end.status(), StatusCode::OK);
 
     // Withdraw: a reason is required, then it is done once.
     let withdraw = format!("{detail_path}/withdraw");

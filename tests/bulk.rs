@@ -383,3 +383,166 @@ async fn unsafe_archives_are_refused_whole() {
     assert_eq!(app.document_rows().await, 0);
     assert_eq!(staged_leftovers(&app), 0);
 }
+
+#[tokio::test]
+async fn the_same_manifest_run_by_two_agents_at_once_delivers_each_line_once() {
+    let app = spawn_app().await;
+    let browser_agent = app.agent_token("mairie@example.org", Role::Agent).await;
+    let cli_agent = app
+        .agent_token("informatique@example.org", Role::Agent)
+        .await;
+    let cli_twin = app.agent_token("stagiaire@example.org", Role::Agent).await;
+    let (dir, manifest) = folder_with(12);
+    let entries: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|n| (format!("avis/{n}.pdf"), document_bytes(2_000 + n, n as u64)))
+        .collect();
+    let borrowed: Vec<(&str, Vec<u8>)> = entries
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), bytes.clone()))
+        .collect();
+    let form = reqwest::multipart::Form::new()
+        .part("manifest", manifest_part(&manifest))
+        .part(
+            "archive",
+            reqwest::multipart::Part::bytes(zip_of(&borrowed)).file_name("envoi.zip"),
+        );
+
+    // The browser job, and two command-line runs by other agents, all at once.
+    let job = async {
+        let response = start_job(&app, &browser_agent, form).await;
+        assert_eq!(response.status(), 202);
+        let id = response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        finished_job(&app, &browser_agent, &id).await
+    };
+    let (job, cli, twin) = tokio::join!(
+        job,
+        run_client(&app, &cli_agent, dir.path(), manifest.as_bytes()),
+        run_client(&app, &cli_twin, dir.path(), manifest.as_bytes()),
+    );
+
+    assert_eq!(app.document_rows().await, 12, "{cli}\n{twin}\n{job}");
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["refused"], 0, "{job}");
+    assert!(cli.is_complete() && twin.is_complete(), "{cli}\n{twin}");
+    let documents_of = |report: &DeliveryReport| {
+        let mut ids: Vec<String> = report
+            .delivered
+            .iter()
+            .chain(&report.replayed)
+            .map(|(_, id)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let from_cli = documents_of(&cli);
+    assert_eq!(from_cli.len(), 12);
+    assert_eq!(from_cli, documents_of(&twin));
+    let mut from_job: Vec<String> = job["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line["document_id"].as_str().unwrap().to_owned())
+        .collect();
+    from_job.sort();
+    assert_eq!(from_cli, from_job);
+}
+
+/// Runs one statement of the test's own on the app's database.
+async fn execute(app: &TestApp, sql: String) -> usize {
+    app.state
+        .db
+        .write(move |conn| -> Result<usize, eguichet::db::DbError> {
+            Ok(diesel::RunQueryDsl::execute(diesel::sql_query(sql), conn)?)
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn twins_delivered_before_keys_became_the_communes_keep_working() {
+    use diesel::prelude::*;
+    use eguichet::db::schema::{agents, documents};
+
+    let app = spawn_app().await;
+    let first_agent = app.agent_token("mairie@example.org", Role::Agent).await;
+    let second_agent = app
+        .agent_token("informatique@example.org", Role::Agent)
+        .await;
+    let (dir, manifest) = folder_with(3);
+    let first = run_client(&app, &first_agent, dir.path(), manifest.as_bytes()).await;
+    assert_eq!(first.delivered.len(), 3, "{first}");
+
+    // Back to the keys of each agent, when the second agent's run delivered a twin.
+    execute(&app, "DROP INDEX documents_tenant_idempotency".to_owned()).await;
+    execute(
+        &app,
+        "ALTER TABLE documents DROP COLUMN idempotency_scope".to_owned(),
+    )
+    .await;
+    let reverted = execute(
+        &app,
+        "DELETE FROM __diesel_schema_migrations WHERE version = '20261205000440'".to_owned(),
+    )
+    .await;
+    assert_eq!(reverted, 1);
+    let second_id: String = app
+        .state
+        .db
+        .read(|conn| -> Result<String, eguichet::db::DbError> {
+            Ok(agents::table
+                .filter(agents::email.eq("informatique@example.org"))
+                .select(agents::id)
+                .first(conn)?)
+        })
+        .await
+        .unwrap();
+    let (_, original) = &first.delivered[0];
+    let twin = execute(
+        &app,
+        format!(
+            "INSERT INTO documents (id, tenant_id, department_id, agent_id, citizen_id, \
+             category, content_type, sealed_metadata, age_header, blob_key, ciphertext_size, \
+             ciphertext_sha256, plaintext_size, idempotency_key, request_fingerprint, created_at) \
+             SELECT 'twin', tenant_id, department_id, '{second_id}', citizen_id, category, \
+             content_type, sealed_metadata, age_header, blob_key || '-twin', ciphertext_size, \
+             ciphertext_sha256, plaintext_size, idempotency_key, request_fingerprint, created_at \
+             FROM documents WHERE id = '{original}'"
+        ),
+    )
+    .await;
+    assert_eq!(twin, 1);
+
+    let applied = app
+        .state
+        .db
+        .write(eguichet::db::run_migrations)
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+    let scopes: Vec<(String, Option<String>)> = app
+        .state
+        .db
+        .read(|conn| -> Result<_, eguichet::db::DbError> {
+            Ok(documents::table
+                .select((documents::id, documents::idempotency_scope))
+                .order(documents::id)
+                .load(conn)?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(scopes.len(), 4);
+    for (id, scope) in &scopes {
+        let expected = if id == "twin" { "agent" } else { "tenant" };
+        assert_eq!(scope.as_deref(), Some(expected), "{id}");
+    }
+
+    // Either agent running it again finds the first run's documents.
+    for token in [&first_agent, &second_agent] {
+        let rerun = run_client(&app, token, dir.path(), manifest.as_bytes()).await;
+        assert_eq!(rerun.replayed, first.delivered, "{rerun}");
+    }
+    assert_eq!(app.document_rows().await, 4);
+}

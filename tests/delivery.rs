@@ -297,6 +297,13 @@ async fn tokens_and_roles_are_enforced() {
         error_code(app.status(&agent, "not-a-uuid").await, 404).await,
         "not_found"
     );
+    // Following a delivery takes the roles of the deliveries pages.
+    for token in [&official, &distributor] {
+        assert_eq!(
+            error_code(app.status(token, &id).await, 403).await,
+            "forbidden"
+        );
+    }
     assert_eq!(app.document_rows().await, 1);
 }
 

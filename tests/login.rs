@@ -474,3 +474,106 @@ async fn a_withdrawn_document_shows_as_withdrawn_without_its_title() {
     let download = browser.get(&format!("/vault/documents/{withdrawn}")).await;
     assert_eq!(download.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_citizen_whose_only_document_was_withdrawn_is_not_told_one_waits() {
+    let app = spawn_app().await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let withdrawn = app
+        .deliver_to(
+            &token,
+            marie(),
+            "Avis destiné à un homonyme",
+            document_bytes(2_000, 5),
+        )
+        .await;
+    let answer = app
+        .client
+        .post(format!(
+            "{}/api/v1/documents/{withdrawn}/withdraw",
+            app.address
+        ))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"reason": "Adressé par erreur"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+
+    let browser = Browser::logged_in_as(&app, "marie.dupont").await;
+    let vault = browser.vault().await;
+    assert!(!vault.contains("vous attend."), "{vault}");
+    assert!(vault.contains("Aucun document ne vous attend"), "{vault}");
+    assert!(vault.contains("Document retiré par la commune"), "{vault}");
+}
+
+/// Delivers a file part exactly as a hostile client writes it (raw UTF-8 name).
+async fn deliver_raw_part(
+    app: &TestApp,
+    token: &str,
+    file_name: &str,
+    content_type: &str,
+) -> String {
+    let metadata = common::metadata(marie(), "Avis");
+    let boundary = "eguichet-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\
+         Content-Type: application/json\r\n\r\n{metadata}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
+         Content-Type: {content_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(b"<html><script>alert(document.cookie)</script></html>");
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let answer = app
+        .client
+        .post(format!("{}/api/v1/documents", app.address))
+        .bearer_auth(token)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    answer.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_document_that_could_run_in_the_browser_is_only_ever_downloaded_and_its_name_is_clean() {
+    let app = spawn_app().await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let browser_types = [
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/javascript",
+        "application/javascript",
+        "text/xml",
+    ];
+    let mut ids = Vec::new();
+    for content_type in browser_types {
+        ids.push(deliver_raw_part(&app, &token, "avis\u{202E}fdp.exe", content_type).await);
+    }
+
+    let browser = Browser::logged_in_as(&app, "marie.dupont").await;
+    let vault = browser.vault().await;
+    assert!(!vault.contains('\u{202E}'), "{vault}");
+    assert!(vault.contains("avisfdp.exe"), "{vault}");
+    for id in ids {
+        let download = browser.get(&format!("/vault/documents/{id}")).await;
+        assert_eq!(download.status(), StatusCode::OK);
+        let headers = download.headers();
+        assert_eq!(headers["content-type"], "application/octet-stream");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let disposition = headers["content-disposition"].to_str().unwrap();
+        assert!(disposition.starts_with("attachment;"), "{disposition}");
+        assert!(!disposition.contains("%E2%80%AE"), "{disposition}");
+        assert!(disposition.contains("avisfdp.exe"), "{disposition}");
+    }
+}

@@ -21,10 +21,16 @@ const TITLE: &str = "Avis de taxe foncière 2026";
 const EMAIL: &str = "marie.dupont@example.org";
 const PHONE: &str = "+33612345678";
 
-/// The `[notify]` section of a test: no coalescing, fast polling, immediate retries.
+/// The `[notify]` section of a test: no coalescing (unless `extra` sets it), fast
+/// polling, immediate retries.
 fn notify_toml(smtp_url: Option<&str>, gateway_url: Option<&str>, extra: &str) -> String {
+    let coalesce = if extra.contains("coalesce_seconds") {
+        ""
+    } else {
+        "coalesce_seconds = 0\n"
+    };
     let mut toml = format!(
-        "[notify]\ncoalesce_seconds = 0\npoll_interval_ms = 50\nbackoff_base_seconds = 0\n\
+        "[notify]\n{coalesce}poll_interval_ms = 50\nbackoff_base_seconds = 0\n\
          max_attempts = 3\nsend_timeout_seconds = 5\nlease_seconds = 30\n{extra}\n"
     );
     if let Some(url) = smtp_url {
@@ -438,4 +444,123 @@ async fn workers_side_by_side_send_each_notice_once() {
         (mails.len(), recipients.len()),
         (count as usize, count as usize)
     );
+}
+
+/// Makes every queued notice due now (the coalescing window has passed).
+async fn window_passes(app: &TestApp) {
+    app.state
+        .db
+        .write(|conn| -> Result<usize, eguichet::db::DbError> {
+            Ok(diesel::update(notices::table)
+                .set(notices::next_attempt_at.eq(eguichet::now()))
+                .execute(conn)?)
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_queued_notice_follows_the_settings_the_citizen_saved_after_the_delivery() {
+    let smtp = SmtpServer::start().await;
+    let gateway = SmsGateway::start(&[]).await;
+    let app = spawn(
+        Some(&smtp.url()),
+        Some(&gateway.url()),
+        "coalesce_seconds = 3600",
+    )
+    .await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let save = |citizen: String, contacts: NotificationContacts| {
+        app.state
+            .db
+            .write(move |conn| save_notification_contacts(conn, &citizen, &contacts))
+    };
+
+    // A new address: the queued notice goes there, not to the one given at delivery.
+    let first = deliver_with_contact(&app, &token, TITLE, json!({"email": EMAIL})).await;
+    let citizen = app.citizen_of(&first).await;
+    let mine = NotificationContacts {
+        email: Some("nouvelle@example.org".to_owned()),
+        phone: Some(PHONE.to_owned()),
+        channel: Channel::Email,
+    };
+    save(citizen.clone(), mine.clone()).await.unwrap();
+    window_passes(&app).await;
+    let notices = settled(&app, &first, 1).await;
+    assert_eq!(notices[0].state, NoticeState::Sent, "{notices:?}");
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails[0].to, vec!["<nouvelle@example.org>".to_owned()]);
+
+    // Email turned off for SMS: the queued email notice leaves as an SMS.
+    let second = deliver_with_contact(&app, &token, TITLE, json!({"email": EMAIL})).await;
+    let sms = NotificationContacts {
+        channel: Channel::Sms,
+        ..mine.clone()
+    };
+    save(citizen.clone(), sms).await.unwrap();
+    window_passes(&app).await;
+    let notices = settled(&app, &second, 1).await;
+    assert_eq!(notices[0].state, NoticeState::Sent, "{notices:?}");
+    assert_eq!(notices[0].channel, eguichet::notify::NoticeChannel::Sms);
+    assert_eq!(gateway.wait_for(1).await.len(), 1);
+
+    // Notices turned off: the queued one is never sent.
+    let third =
+        deliver_with_contact(&app, &token, TITLE, json!({"email": EMAIL, "phone": PHONE})).await;
+    let off = NotificationContacts {
+        channel: Channel::None,
+        ..mine
+    };
+    save(citizen, off).await.unwrap();
+    window_passes(&app).await;
+    for _ in 0..600 {
+        if notice_rows(&app).await == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(notices_of(&app, &third).await.is_empty());
+    assert_eq!(smtp.received().len(), 1);
+    assert_eq!(gateway.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_notice_whose_worker_died_is_not_sent_once_its_only_document_was_withdrawn() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn(Some(&smtp.url()), None, "coalesce_seconds = 3600").await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let id = deliver_with_contact(&app, &token, TITLE, json!({"email": EMAIL})).await;
+    // A worker claimed the notice an hour ago and died before sending it.
+    app.state
+        .db
+        .write(|conn| -> Result<usize, eguichet::db::DbError> {
+            Ok(diesel::update(notices::table)
+                .set((
+                    notices::state.eq("sending"),
+                    notices::attempts.eq(1),
+                    notices::claim_token.eq("gone"),
+                    notices::claimed_at.eq(eguichet::now() - chrono::TimeDelta::hours(1)),
+                ))
+                .execute(conn)?)
+        })
+        .await
+        .unwrap();
+    let answer = app
+        .client
+        .post(format!("{}/api/v1/documents/{id}/withdraw", app.address))
+        .bearer_auth(&token)
+        .json(&json!({"reason": "Adressé par erreur"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    for _ in 0..600 {
+        if notice_rows(&app).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(notice_rows(&app).await, 0);
+    assert!(smtp.received().is_empty());
 }

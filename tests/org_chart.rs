@@ -142,12 +142,17 @@ async fn agents_follow_only_deliveries_within_their_reach() {
     for token in [&civil, &colleague, &admin] {
         assert_eq!(app.status(token, id).await.status(), 200);
     }
-    for token in [&finances, &official, &elsewhere] {
+    for token in [&finances, &elsewhere] {
         assert_eq!(
             error_code(app.status(token, id).await, 404).await,
             "not_found"
         );
     }
+    // An official follows no delivery at all: refused for the role, as on the pages.
+    assert_eq!(
+        error_code(app.status(&official, id).await, 403).await,
+        "forbidden"
+    );
 }
 
 async fn withdraw(app: &common::TestApp, token: &str, id: &str, body: Value) -> reqwest::Response {

@@ -69,6 +69,8 @@ csrf-message = This form has expired. Reload the page and try again.
 
 error-bad-request-title = Incomplete request
 error-bad-request-body = The form sent is incomplete or too large. Reload the page and try again.
+error-page-number-title = Page not found in this list
+error-page-number-body = The page number asked for is not valid. Go back to the first page of the list.
 
 deliveries-title = Deliveries
 deliveries-new = Deliver a document

@@ -69,6 +69,8 @@ csrf-message = Ce formulaire a expiré. Rechargez la page et recommencez.
 
 error-bad-request-title = Demande incomplète
 error-bad-request-body = Le formulaire envoyé est incomplet ou trop volumineux. Rechargez la page et recommencez.
+error-page-number-title = Page absente de cette liste
+error-page-number-body = Le numéro de page demandé n'est pas valide. Revenez à la première page de la liste.
 
 deliveries-title = Envois
 deliveries-new = Déposer un document

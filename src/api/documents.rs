@@ -136,6 +136,7 @@ pub async fn deliver_document(
     responses(
         (status = 200, body = DocumentStatus),
         (status = 401, body = ErrorBody),
+        (status = 403, description = "Role may not follow deliveries", body = ErrorBody),
         (status = 404, description = "No such document within the agent's reach", body = ErrorBody),
     ),
     security(("api_token" = []))
@@ -145,6 +146,10 @@ pub async fn document_status(
     ApiAgent(agent): ApiAgent,
     path: web::Path<String>,
 ) -> Result<web::Json<DocumentStatus>, ApiError> {
+    // The same roles as the deliveries pages: those who deliver follow deliveries.
+    if !agent.role.can_deliver() {
+        return Err(vault::DocumentError::Forbidden.into());
+    }
     let id = DocumentId::parse(&path).ok_or_else(ApiError::not_found)?;
     let status = state
         .db

@@ -113,6 +113,8 @@ impl ManifestLine {
     /// metadata) and of the file's SHA-256. The CLI and the server's bulk jobs derive
     /// the same key, so a rerun by either path replays instead of delivering twice.
     /// The file's hash keeps the key from being a guessable digest of a person.
+    /// The key's form marks it as a manifest line's, unique in the whole commune
+    /// rather than per agent: two agents running the same manifest deliver it once.
     pub fn idempotency_key(&self, content_sha256: &[u8]) -> String {
         let mut hash = Sha256::new();
         for part in [
@@ -124,7 +126,11 @@ impl ManifestLine {
             hash.update((part.len() as u64).to_be_bytes());
             hash.update(part);
         }
-        format!("bulk-{}", hex::encode(hash.finalize()))
+        format!(
+            "{}{}",
+            crate::vault::MANIFEST_LINE_KEY_PREFIX,
+            hex::encode(hash.finalize())
+        )
     }
 }
 

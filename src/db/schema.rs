@@ -165,6 +165,7 @@ diesel::table! {
         ciphertext_sha256 -> Text,
         plaintext_size -> BigInt,
         idempotency_key -> Nullable<Text>,
+        idempotency_scope -> Nullable<Text>,
         request_fingerprint -> Nullable<Text>,
         created_at -> Timestamp,
         notified_at -> Nullable<Timestamp>,

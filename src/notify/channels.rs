@@ -75,6 +75,15 @@ impl Channels {
         self.email.as_ref()
     }
 
+    /// Whether this instance can send on a channel (the demo outbox stands in for any).
+    pub fn can_send(&self, channel: NoticeChannel) -> bool {
+        self.demo.is_some()
+            || match channel {
+                NoticeChannel::Email => self.email.is_some(),
+                NoticeChannel::Sms => self.sms.is_some(),
+            }
+    }
+
     /// Renders, checks and sends one notice.
     pub async fn send(&self, notice: &ReadyNotice) -> Result<(), SendFailure> {
         match notice.channel {

@@ -245,11 +245,13 @@ pub enum Outcome {
     Dead {
         error: &'static str,
     },
+    /// The citizen's current settings want no such notice: it is removed unsent.
+    Dropped,
 }
 
 /// Records outcomes; each update holds only while the claim is still ours (a worker
-/// whose lease was taken over changes nothing). A sent document notice stamps its
-/// documents' `notified_at`. The dashboard's counts move with the notices, once for
+/// whose lease was taken over changes nothing), with the channel decided at sending
+/// time. A sent document notice stamps its documents' `notified_at`. The dashboard's counts move with the notices, once for
 /// the whole batch.
 pub fn record_outcomes(
     conn: &mut Conn,
@@ -273,8 +275,17 @@ fn record_each_outcome(
             .filter(notices::claim_token.eq(&notice.claim_token))
             .filter(notices::state.eq(NoticeState::Sending.as_str()));
         let updated = match outcome {
+            Outcome::Dropped => {
+                let dropped = ours.select(notices::id);
+                diesel::delete(
+                    notice_documents::table.filter(notice_documents::notice_id.eq_any(dropped)),
+                )
+                .execute(conn)?;
+                diesel::delete(ours).execute(conn)?
+            }
             Outcome::Sent => diesel::update(ours)
                 .set((
+                    notices::channel.eq(&notice.channel),
                     notices::state.eq(NoticeState::Sent.as_str()),
                     notices::sent_at.eq(now),
                     notices::claim_token.eq(None::<String>),
@@ -283,6 +294,7 @@ fn record_each_outcome(
                 .execute(conn)?,
             Outcome::Retry { at, error } => diesel::update(ours)
                 .set((
+                    // The channel stays the queued one: the next try decides again.
                     notices::state.eq(NoticeState::Pending.as_str()),
                     notices::next_attempt_at.eq(at),
                     notices::claim_token.eq(None::<String>),
@@ -291,6 +303,7 @@ fn record_each_outcome(
                 .execute(conn)?,
             Outcome::Dead { error } => diesel::update(ours)
                 .set((
+                    notices::channel.eq(&notice.channel),
                     notices::state.eq(NoticeState::Dead.as_str()),
                     notices::claim_token.eq(None::<String>),
                     notices::last_error.eq(Some(*error)),

@@ -1,5 +1,6 @@
-//! Who to notify for a delivery, decided before the delivery's transaction: the
-//! citizen's own settings when they saved some, otherwise the contact the agent gave.
+//! Who to notify: for a delivery, decided before its transaction (the citizen's own
+//! settings when they saved some, otherwise the contact the agent gave), and decided
+//! again when the notice is sent, from the settings the citizen has then.
 //! Contacts leave this module sealed to the citizen's key.
 
 use super::{NoticeChannel, NotifyError};
@@ -98,6 +99,54 @@ fn choose_contacts(
     chosen
 }
 
+/// Where a queued notice goes at the moment it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum SendingTarget {
+    /// Send on this channel to this address.
+    Send(NoticeChannel, String),
+    /// The citizen's current settings want no notice of this one.
+    Drop,
+}
+
+/// The rule at sending time: without saved settings the contact frozen at delivery
+/// stands; with settings, a notice on a channel the citizen still wants goes to their
+/// current address for it (the frozen one when they left it empty), a notice on a
+/// channel they turned off moves to the channel they chose instead unless another
+/// notice (`covered`) already tells them there, and "none" drops it.
+pub(super) fn target_at_sending(
+    queued: NoticeChannel,
+    frozen_contact: String,
+    saved: Option<&NotificationContacts>,
+    covered: &[NoticeChannel],
+    can_send: impl Fn(NoticeChannel) -> bool,
+) -> SendingTarget {
+    let Some(settings) = saved else {
+        return SendingTarget::Send(queued, frozen_contact);
+    };
+    let address = |channel: NoticeChannel| match channel {
+        NoticeChannel::Email => settings.email.clone(),
+        NoticeChannel::Sms => settings.phone.clone(),
+    };
+    if wanted(settings.channel).contains(&queued) {
+        return SendingTarget::Send(queued, address(queued).unwrap_or(frozen_contact));
+    }
+    wanted(settings.channel)
+        .into_iter()
+        .filter(|channel| !covered.contains(channel) && can_send(*channel))
+        .find_map(|channel| address(channel).map(|to| SendingTarget::Send(channel, to)))
+        .unwrap_or(SendingTarget::Drop)
+}
+
+/// The channels a setting asks for.
+fn wanted(channel: Channel) -> Vec<NoticeChannel> {
+    match channel {
+        Channel::Email => vec![NoticeChannel::Email],
+        Channel::Sms => vec![NoticeChannel::Sms],
+        Channel::Both => vec![NoticeChannel::Email, NoticeChannel::Sms],
+        Channel::None => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +190,52 @@ mod tests {
         assert_eq!(
             choose_contacts(Some(&sms), Some(&given)),
             vec![(NoticeChannel::Sms, "+33612345678".to_owned())]
+        );
+    }
+
+    #[test]
+    fn at_sending_time_the_current_settings_decide() {
+        let frozen = || "frozen@b.example".to_owned();
+        let any = |_: NoticeChannel| true;
+        let email = NoticeChannel::Email;
+        assert_eq!(
+            target_at_sending(email, frozen(), None, &[], any),
+            SendingTarget::Send(email, frozen())
+        );
+        let settings = |channel, email: Option<&str>, phone: Option<&str>| NotificationContacts {
+            email: email.map(str::to_owned),
+            phone: phone.map(str::to_owned),
+            channel,
+        };
+        let off = settings(Channel::None, Some("new@b.example"), None);
+        assert_eq!(
+            target_at_sending(email, frozen(), Some(&off), &[], any),
+            SendingTarget::Drop
+        );
+        let moved = settings(Channel::Email, Some("new@b.example"), None);
+        assert_eq!(
+            target_at_sending(email, frozen(), Some(&moved), &[], any),
+            SendingTarget::Send(email, "new@b.example".to_owned())
+        );
+        let empty = settings(Channel::Email, None, None);
+        assert_eq!(
+            target_at_sending(email, frozen(), Some(&empty), &[], any),
+            SendingTarget::Send(email, frozen())
+        );
+        let sms = settings(Channel::Sms, None, Some("+33612345678"));
+        assert_eq!(
+            target_at_sending(email, frozen(), Some(&sms), &[], any),
+            SendingTarget::Send(NoticeChannel::Sms, "+33612345678".to_owned())
+        );
+        assert_eq!(
+            target_at_sending(email, frozen(), Some(&sms), &[NoticeChannel::Sms], any),
+            SendingTarget::Drop,
+            "another notice already goes by SMS"
+        );
+        assert_eq!(
+            target_at_sending(email, frozen(), Some(&sms), &[], |c| c == email),
+            SendingTarget::Drop,
+            "no SMS channel on this instance"
         );
     }
 }

@@ -11,12 +11,13 @@ use futures::StreamExt;
 
 use super::channels::{Channels, ReadyNotice, SendFailure};
 use super::outbox::{self, ClaimedNotice, Outcome};
-use super::{NoticeChannel, NoticeKind, NotifyError};
-use crate::citizens;
+use super::targets::{SendingTarget, target_at_sending};
+use super::{NoticeChannel, NoticeKind, NoticeState, NotifyError};
+use crate::citizens::{self, NotificationContacts};
 use crate::config::NotifyConfig;
 use crate::crypto::{VaultIdentity, unseal};
 use crate::db::Conn;
-use crate::db::schema::{documents, notice_documents, tenants};
+use crate::db::schema::{documents, notice_documents, notices, tenants};
 use crate::state::AppState;
 use crate::vault::delivery::SealedMetadata;
 
@@ -33,12 +34,14 @@ pub struct BatchReport {
     pub sent: usize,
     pub retried: usize,
     pub dead: usize,
+    /// Not sent because the citizen's current settings want no such notice.
+    pub dropped: usize,
 }
 
 impl BatchReport {
     /// Notices handled.
     pub fn total(&self) -> usize {
-        self.sent + self.retried + self.dead
+        self.sent + self.retried + self.dead + self.dropped
     }
 }
 
@@ -113,10 +116,15 @@ impl Worker {
             return Ok(BatchReport::default());
         }
         let keys = self.state.keys.clone();
+        let channels = self.channels.clone();
         let prepared = self
             .state
             .db
-            .read(move |conn| prepare(conn, &keys.master, claimed))
+            .read(move |conn| {
+                prepare(conn, &keys.master, claimed, &|channel| {
+                    channels.can_send(channel)
+                })
+            })
             .await?;
         let timeout = Duration::from_secs(self.config().send_timeout_seconds);
         let concurrency = usize::try_from(self.config().concurrency).unwrap_or(1);
@@ -129,6 +137,7 @@ impl Worker {
         for (notice, outcome) in &outcomes {
             match outcome {
                 Outcome::Sent => report.sent += 1,
+                Outcome::Dropped => report.dropped += 1,
                 Outcome::Retry { error, .. } => {
                     report.retried += 1;
                     tracing::warn!(notice.id = %notice.id, notice.attempts = notice.attempts, error = *error, "notice not sent; will retry");
@@ -158,7 +167,8 @@ impl Worker {
         timeout: Duration,
     ) -> (ClaimedNotice, Outcome) {
         let result = match ready {
-            Ok(ready) => tokio::time::timeout(timeout, self.channels.send(&ready))
+            Ok(None) => return (notice, Outcome::Dropped),
+            Ok(Some(ready)) => tokio::time::timeout(timeout, self.channels.send(&ready))
                 .await
                 .unwrap_or(Err(SendFailure::Retry("send_timeout"))),
             Err(failure) => Err(failure),
@@ -195,26 +205,41 @@ impl Worker {
     }
 }
 
-/// A claimed notice, ready to send or with the code of why it cannot be.
-type Prepared = (ClaimedNotice, Result<ReadyNotice, SendFailure>);
+/// A claimed notice, ready to send (or to drop: `None`) or with the code of why it
+/// cannot be.
+type Prepared = (ClaimedNotice, Result<Option<ReadyNotice>, SendFailure>);
 
-/// Unseals, for each claimed notice, its contact and its documents' titles, and finds
-/// its tenant's name. A notice that cannot be read gets a code instead.
+/// Unseals, for each claimed notice, its documents' titles and the citizen's current
+/// settings, decides where it goes now, and finds its tenant's name. A notice that
+/// cannot be read gets a code instead. The claimed notice carries the channel decided.
 fn prepare(
     conn: &mut Conn,
     master: &crate::crypto::MasterKey,
     claimed: Vec<ClaimedNotice>,
+    can_send: &dyn Fn(NoticeChannel) -> bool,
 ) -> Result<Vec<Prepared>, NotifyError> {
     let ids: Vec<&str> = claimed.iter().map(|notice| notice.id.as_str()).collect();
+    // Titles of the documents still in the vault; a notice whose documents were all
+    // withdrawn meanwhile (its claim outlived the withdrawal) tells of nothing.
     let mut sealed_titles: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
-    for (notice_id, sealed) in notice_documents::table
+    let mut about_withdrawn_only: Vec<String> = Vec::new();
+    for (notice_id, sealed, withdrawn_at) in notice_documents::table
         .inner_join(documents::table)
         .filter(notice_documents::notice_id.eq_any(&ids))
-        .select((notice_documents::notice_id, documents::sealed_metadata))
-        .load::<(String, Vec<u8>)>(conn)?
+        .select((
+            notice_documents::notice_id,
+            documents::sealed_metadata,
+            documents::withdrawn_at,
+        ))
+        .load::<(String, Vec<u8>, Option<chrono::NaiveDateTime>)>(conn)?
     {
-        sealed_titles.entry(notice_id).or_default().push(sealed);
+        if withdrawn_at.is_some() {
+            about_withdrawn_only.push(notice_id);
+        } else {
+            sealed_titles.entry(notice_id).or_default().push(sealed);
+        }
     }
+    about_withdrawn_only.retain(|id| !sealed_titles.contains_key(id));
     let tenant_ids: Vec<&str> = claimed.iter().map(|n| n.tenant_id.as_str()).collect();
     let tenant_names: HashMap<String, String> = tenants::table
         .filter(tenants::id.eq_any(&tenant_ids))
@@ -222,21 +247,35 @@ fn prepare(
         .load(conn)?
         .into_iter()
         .collect();
+    let siblings = Siblings::load(conn, &claimed)?;
     let mut identities: HashMap<String, Option<VaultIdentity>> = HashMap::new();
+    let mut settings: HashMap<String, Option<Option<NotificationContacts>>> = HashMap::new();
     let mut prepared = Vec::with_capacity(claimed.len());
-    for notice in claimed {
+    for mut notice in claimed {
         if !identities.contains_key(&notice.citizen_id) {
             let identity = citizens::unwrap_vault_identity(conn, master, &notice.citizen_id)
                 .ok()
                 .flatten();
             identities.insert(notice.citizen_id.clone(), identity);
+            let saved = citizens::saved_notification_contacts(conn, master, &notice.citizen_id);
+            settings.insert(notice.citizen_id.clone(), saved.ok());
+        }
+        if about_withdrawn_only.contains(&notice.id) {
+            prepared.push((notice, Ok(None)));
+            continue;
         }
         let identity = identities.get(&notice.citizen_id).and_then(Option::as_ref);
+        let saved = settings.get(&notice.citizen_id).cloned().flatten();
+        let covered = siblings.covering(&notice);
+        let tenant_name = tenant_names.get(&notice.tenant_id).cloned();
+        let titles = sealed_titles.remove(&notice.id).unwrap_or_default();
         let ready = ready_notice(
-            &notice,
+            &mut notice,
             identity,
-            tenant_names.get(&notice.tenant_id),
-            sealed_titles.remove(&notice.id).unwrap_or_default(),
+            saved,
+            &|queued, frozen, saved| target_at_sending(queued, frozen, saved, &covered, can_send),
+            tenant_name,
+            titles,
         )
         .map_err(SendFailure::Dead);
         prepared.push((notice, ready));
@@ -244,15 +283,30 @@ fn prepare(
     Ok(prepared)
 }
 
+/// The rule deciding where a notice goes, given its queued channel, the contact frozen
+/// at delivery and the citizen's current settings.
+type DecideTarget<'a> =
+    dyn Fn(NoticeChannel, String, Option<&NotificationContacts>) -> SendingTarget + 'a;
+
+/// `saved` is `None` when the citizen's settings could not be read.
 fn ready_notice(
-    notice: &ClaimedNotice,
+    notice: &mut ClaimedNotice,
     identity: Option<&VaultIdentity>,
-    tenant_name: Option<&String>,
+    saved: Option<Option<NotificationContacts>>,
+    decide: &DecideTarget<'_>,
+    tenant_name: Option<String>,
     sealed_titles: Vec<Vec<u8>>,
-) -> Result<ReadyNotice, &'static str> {
+) -> Result<Option<ReadyNotice>, &'static str> {
     let identity = identity.ok_or("key_unavailable")?;
+    let saved = saved.ok_or("contacts_unreadable")?;
     let contact = unseal(identity, &notice.sealed_contact).map_err(|_| "contact_unreadable")?;
     let contact = String::from_utf8(contact).map_err(|_| "contact_unreadable")?;
+    let queued = NoticeChannel::parse(&notice.channel).ok_or("invalid_notice")?;
+    let (channel, contact) = match decide(queued, contact, saved.as_ref()) {
+        SendingTarget::Send(channel, contact) => (channel, contact),
+        SendingTarget::Drop => return Ok(None),
+    };
+    channel.as_str().clone_into(&mut notice.channel);
     let titles = sealed_titles
         .iter()
         .map(|sealed| {
@@ -262,12 +316,88 @@ fn ready_notice(
                 .map_err(|_| "metadata_unreadable")
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(ReadyNotice {
+    Ok(Some(ReadyNotice {
         id: notice.id.clone(),
         kind: NoticeKind::parse(&notice.kind).ok_or("invalid_notice")?,
-        channel: NoticeChannel::parse(&notice.channel).ok_or("invalid_notice")?,
+        channel,
         contact,
-        tenant_name: tenant_name.cloned().ok_or("unknown_tenant")?,
+        tenant_name: tenant_name.ok_or("unknown_tenant")?,
         titles,
-    })
+    }))
+}
+
+/// The citizens' other notices that already tell them the same thing: those of the
+/// same kind still queued or being sent, and those sent about one of the same documents.
+struct Siblings {
+    /// (notice id, tenant id, citizen id, kind, channel, state)
+    notices: Vec<(String, String, String, String, String, String)>,
+    /// (notice id, document id) of the batch's notices and of the sent siblings.
+    documents: Vec<(String, String)>,
+}
+
+impl Siblings {
+    fn load(conn: &mut Conn, claimed: &[ClaimedNotice]) -> Result<Self, NotifyError> {
+        let ids: Vec<&str> = claimed.iter().map(|notice| notice.id.as_str()).collect();
+        let citizens: Vec<&str> = claimed.iter().map(|n| n.citizen_id.as_str()).collect();
+        let batch_documents: Vec<(String, String)> = notice_documents::table
+            .filter(notice_documents::notice_id.eq_any(&ids))
+            .select((notice_documents::notice_id, notice_documents::document_id))
+            .load(conn)?;
+        let document_ids: Vec<&str> = batch_documents.iter().map(|(_, d)| d.as_str()).collect();
+        let sent_about_them: Vec<(String, String)> = notice_documents::table
+            .inner_join(notices::table)
+            .filter(notice_documents::document_id.eq_any(&document_ids))
+            .filter(notices::state.eq(NoticeState::Sent.as_str()))
+            .select((notice_documents::notice_id, notice_documents::document_id))
+            .load(conn)?;
+        let states = [
+            NoticeState::Pending.as_str(),
+            NoticeState::Sending.as_str(),
+            NoticeState::Sent.as_str(),
+        ];
+        let notices = notices::table
+            .filter(notices::citizen_id.eq_any(&citizens))
+            .filter(notices::state.eq_any(states))
+            .filter(
+                notices::state
+                    .ne(NoticeState::Sent.as_str())
+                    .or(notices::id.eq_any(sent_about_them.iter().map(|(n, _)| n.as_str()))),
+            )
+            .select((
+                notices::id,
+                notices::tenant_id,
+                notices::citizen_id,
+                notices::kind,
+                notices::channel,
+                notices::state,
+            ))
+            .load(conn)?;
+        let mut documents = batch_documents;
+        documents.extend(sent_about_them);
+        Ok(Self { notices, documents })
+    }
+
+    /// The channels on which another notice covers this one.
+    fn covering(&self, notice: &ClaimedNotice) -> Vec<NoticeChannel> {
+        let documents_of = |id: &str| -> Vec<&str> {
+            self.documents
+                .iter()
+                .filter(|(notice_id, _)| notice_id == id)
+                .map(|(_, document_id)| document_id.as_str())
+                .collect()
+        };
+        let own = documents_of(&notice.id);
+        self.notices
+            .iter()
+            .filter(|(id, tenant, citizen, kind, _, state)| {
+                *id != notice.id
+                    && *tenant == notice.tenant_id
+                    && *citizen == notice.citizen_id
+                    && *kind == notice.kind
+                    && (state != NoticeState::Sent.as_str()
+                        || documents_of(id).iter().any(|d| own.contains(d)))
+            })
+            .filter_map(|(.., channel, _)| NoticeChannel::parse(channel))
+            .collect()
+    }
 }

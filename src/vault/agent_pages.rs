@@ -10,7 +10,7 @@ use actix_web::{HttpResponse, web};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::deliveries::{self, DeliveryFilter, WithdrawalReason};
+use super::deliveries::{self, DeliveryFilter, PageNumber, WithdrawalReason};
 use super::metadata::{safe_content_type, safe_file_name};
 use super::{DocumentError, DocumentId, DocumentState, DocumentStatus, IncomingFile};
 use crate::agents::Role;
@@ -50,15 +50,25 @@ struct FilterQuery {
     #[serde(default)]
     to: String,
     #[serde(default)]
-    page: i64,
+    page: String,
 }
 
 impl FilterQuery {
-    /// Empty or unreadable filters are ignored (the form shows what was applied).
-    fn parse(&self) -> DeliveryFilter {
+    /// Empty or unreadable filters are ignored (the form shows what was applied); a
+    /// page number out of range is refused.
+    fn parse(&self, lang: Lang) -> Result<DeliveryFilter, PageError> {
+        let page = PageNumber::parse(&self.page).ok_or_else(|| {
+            PageError::new(
+                StatusCode::BAD_REQUEST,
+                lang,
+                "error-page-number-title",
+                "error-page-number-body",
+            )
+            .with_next("/agent/deliveries", "deliveries-title")
+        })?;
         let text = |value: &str| Some(value.trim().to_owned()).filter(|value| !value.is_empty());
         let day = |value: &str| chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").ok();
-        DeliveryFilter {
+        Ok(DeliveryFilter {
             department_id: text(&self.department),
             category: text(&self.category),
             state: match self.state.as_str() {
@@ -70,19 +80,19 @@ impl FilterQuery {
             },
             from: day(&self.from),
             to: day(&self.to),
-            page: self.page.max(0),
-        }
+            page,
+        })
     }
 
     /// The query string of another page of the same list.
-    fn page_link(&self, page: i64) -> String {
+    fn page_link(&self, page: PageNumber) -> String {
         url::form_urlencoded::Serializer::new(String::new())
             .append_pair("department", &self.department)
             .append_pair("category", &self.category)
             .append_pair("state", &self.state)
             .append_pair("from", &self.from)
             .append_pair("to", &self.to)
-            .append_pair("page", &page.to_string())
+            .append_pair("page", &page.get().to_string())
             .finish()
     }
 }
@@ -192,7 +202,8 @@ async fn list(
 ) -> Result<HttpResponse, PageError> {
     agent.require(DELIVERING_ROLES)?;
     let lang = page.lang;
-    let filter = query.parse();
+    let filter = query.parse(lang)?;
+    let page_number = filter.page;
     let who = agent.agent.clone();
     let (found, mut notices, departments, categories) = state
         .db
@@ -218,11 +229,11 @@ async fn list(
     context.insert("categories", &categories);
     context.insert("filter", &*query);
     context.insert("states", &["stored", "notified", "opened", "withdrawn"]);
-    if query.page > 0 {
-        context.insert("previous_page", &query.page_link(query.page - 1));
+    if let Some(previous) = page_number.previous() {
+        context.insert("previous_page", &query.page_link(previous));
     }
-    if found.has_more {
-        context.insert("next_page", &query.page_link(query.page + 1));
+    if let Some(next) = page_number.next().filter(|_| found.has_more) {
+        context.insert("next_page", &query.page_link(next));
     }
     Ok(page.render(StatusCode::OK, "agent_deliveries.html", &context))
 }

@@ -26,8 +26,47 @@ pub struct DeliveryFilter {
     pub from: Option<chrono::NaiveDate>,
     /// Delivered on or before this day.
     pub to: Option<chrono::NaiveDate>,
-    /// Zero-based page number.
-    pub page: i64,
+    pub page: PageNumber,
+}
+
+/// A zero-based page number of the deliveries list, within what the list can reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageNumber(i64);
+
+impl PageNumber {
+    /// Far beyond any commune's deliveries, and small enough that the offset it makes
+    /// stays a plain number on both engines.
+    const MAX: i64 = 1_000_000;
+
+    /// Empty means the first page; anything but digits up to the maximum is refused
+    /// (never read as the first page).
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Some(Self(0));
+        }
+        if !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        text.parse::<i64>()
+            .ok()
+            .filter(|page| *page <= Self::MAX)
+            .map(Self)
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    /// The page before, unless this is the first.
+    pub fn previous(self) -> Option<Self> {
+        (self.0 > 0).then(|| Self(self.0 - 1))
+    }
+
+    /// The page after, unless this is the last the list can reach.
+    pub fn next(self) -> Option<Self> {
+        (self.0 < Self::MAX).then(|| Self(self.0 + 1))
+    }
 }
 
 /// A page of deliveries, newest first.
@@ -108,7 +147,7 @@ pub fn list_deliveries(
     let ids: Vec<String> = filtered(scope, filter)
         .select(documents::id)
         .order((documents::created_at.desc(), documents::id.desc()))
-        .offset(filter.page.max(0) * PAGE_SIZE)
+        .offset(filter.page.get() * PAGE_SIZE)
         .limit(PAGE_SIZE + 1)
         .load(conn)?;
     let has_more = ids.len() > PAGE_SIZE as usize;
@@ -294,4 +333,18 @@ pub fn withdraw_document(
             .details(serde_json::json!({ "reason": reason.0 })),
     )?;
     Ok(BlobKey::from_stored(blob_key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PageNumber;
+
+    #[test]
+    fn a_page_number_out_of_range_is_refused_not_read_as_the_first() {
+        assert_eq!(PageNumber::parse(""), Some(PageNumber(0)));
+        assert_eq!(PageNumber::parse("3"), Some(PageNumber(3)));
+        for refused in ["-1", "+1", "1.5", "abc", "99999999999999999999", "1000001"] {
+            assert_eq!(PageNumber::parse(refused), None, "{refused}");
+        }
+    }
 }

@@ -23,16 +23,55 @@ use crate::state::AppState;
 use crate::storage::{BlobDigest, BlobKey, PendingBlob};
 use crate::tenants::{self, Slug};
 
+/// How a manifest line's idempotency key starts (followed by 64 hexadecimal digits).
+pub const MANIFEST_LINE_KEY_PREFIX: &str = "bulk-";
+
 /// A client-chosen key that makes a retried delivery safe.
 #[derive(Debug, Clone)]
-pub struct IdempotencyKey(String);
+pub struct IdempotencyKey {
+    key: String,
+    scope: IdempotencyScope,
+}
+
+/// Whose deliveries a key is unique among.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdempotencyScope {
+    /// A key the client chose: another agent may choose the same one for another thing.
+    Agent,
+    /// A manifest line's key, derived from the line and its file: whichever agent of
+    /// the commune runs the manifest, from the browser or the command line, the line
+    /// is the same delivery.
+    Tenant,
+}
+
+impl IdempotencyScope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Tenant => "tenant",
+        }
+    }
+}
 
 impl IdempotencyKey {
-    /// 1 to 200 visible ASCII characters.
+    /// 1 to 200 visible ASCII characters. A manifest line's key is the tenant's.
     pub fn parse(text: &str) -> Result<Self, DocumentError> {
         let valid = (1..=200).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic());
         if valid {
-            Ok(Self(text.to_owned()))
+            let manifest_line = text
+                .strip_prefix(MANIFEST_LINE_KEY_PREFIX)
+                .is_some_and(|hash| {
+                    hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                });
+            let scope = if manifest_line {
+                IdempotencyScope::Tenant
+            } else {
+                IdempotencyScope::Agent
+            };
+            Ok(Self {
+                key: text.to_owned(),
+                scope,
+            })
         } else {
             Err(DocumentError::InvalidRequest(
                 "Idempotency-Key must be 1 to 200 visible ASCII characters".to_owned(),
@@ -144,7 +183,7 @@ pub async fn begin_delivery(
     let limit = state.config.limits.max_document_bytes;
     if let Some(key) = &idempotency_key
         && let Some((existing, stored_fingerprint)) =
-            find_by_idempotency_key(state, &agent.id, key).await?
+            find_by_idempotency_key(state, agent, key).await?
     {
         return Ok(Upload::Replay(Box::new(ReplayUpload {
             existing,
@@ -271,21 +310,31 @@ async fn find_or_create(
         .await
 }
 
+/// The document an earlier request with this key stored: the agent's own for a key
+/// they chose, any agent's of the tenant for a manifest line.
 async fn find_by_idempotency_key(
     state: &AppState,
-    agent_id: &str,
+    agent: &Agent,
     key: &IdempotencyKey,
 ) -> Result<Option<(DocumentId, Option<String>)>, DocumentError> {
-    let (agent_id, key) = (agent_id.to_owned(), key.0.clone());
+    let (agent, key) = (agent.clone(), key.clone());
     state
         .db
         .read(move |conn| -> Result<_, DocumentError> {
-            let found: Option<(String, Option<String>)> = documents::table
-                .filter(documents::agent_id.eq(agent_id))
-                .filter(documents::idempotency_key.eq(key))
-                .select((documents::id, documents::request_fingerprint))
-                .first(conn)
-                .optional()?;
+            let same_key = documents::table
+                .filter(documents::idempotency_key.eq(&key.key))
+                .select((documents::id, documents::request_fingerprint));
+            let found: Option<(String, Option<String>)> = match key.scope {
+                IdempotencyScope::Agent => same_key
+                    .filter(documents::agent_id.eq(&agent.id))
+                    .first(conn)
+                    .optional()?,
+                IdempotencyScope::Tenant => same_key
+                    .filter(documents::tenant_id.eq(&agent.tenant_id))
+                    .filter(documents::idempotency_scope.eq(IdempotencyScope::Tenant.as_str()))
+                    .first(conn)
+                    .optional()?,
+            };
             Ok(found.map(|(id, fingerprint)| (DocumentId(id), fingerprint)))
         })
         .await
@@ -406,12 +455,13 @@ impl NewUpload {
                 return Err(error);
             }
         };
-        let (idempotency_key, request_fingerprint) = match idempotency {
+        let (idempotency_key, idempotency_scope, request_fingerprint) = match idempotency {
             Some((key, fingerprint)) => {
                 let content = digest.plaintext_sha256.unwrap_or_default();
-                (Some(key.0), Some(fingerprint.finish(&content)))
+                let scope = key.scope.as_str().to_owned();
+                (Some(key), Some(scope), Some(fingerprint.finish(&content)))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let row = NewDocument {
             id: crate::new_id(),
@@ -427,7 +477,8 @@ impl NewUpload {
             ciphertext_size: to_i64(digest.ciphertext_size)?,
             ciphertext_sha256: digest.ciphertext_sha256.clone(),
             plaintext_size: to_i64(plaintext_size)?,
-            idempotency_key,
+            idempotency_key: idempotency_key.as_ref().map(|key| key.key.clone()),
+            idempotency_scope,
             request_fingerprint,
             created_at: crate::now(),
         };
@@ -444,23 +495,19 @@ impl NewUpload {
             Err(error) => {
                 blob.discard().await;
                 // Two identical requests raced: the other one stored the document.
-                if let (DocumentError::Database(db_error), Some(key)) =
-                    (&error, &row.idempotency_key)
+                if let (DocumentError::Database(db_error), Some(key)) = (&error, &idempotency_key)
                     && db_error.is_unique_violation()
+                    && let Some((existing, stored)) =
+                        find_by_idempotency_key(&state, &agent, key).await?
                 {
-                    let key = IdempotencyKey(key.clone());
-                    if let Some((existing, stored)) =
-                        find_by_idempotency_key(&state, &agent.id, &key).await?
-                    {
-                        return if stored == row.request_fingerprint {
-                            Ok(Delivered {
-                                id: existing,
-                                replayed: true,
-                            })
-                        } else {
-                            Err(DocumentError::IdempotencyConflict)
-                        };
-                    }
+                    return if stored == row.request_fingerprint {
+                        Ok(Delivered {
+                            id: existing,
+                            replayed: true,
+                        })
+                    } else {
+                        Err(DocumentError::IdempotencyConflict)
+                    };
                 }
                 Err(error)
             }
@@ -489,6 +536,8 @@ struct NewDocument {
     ciphertext_sha256: String,
     plaintext_size: i64,
     idempotency_key: Option<String>,
+    /// `agent` or `tenant` (see [`IdempotencyScope`]) when there is a key.
+    idempotency_scope: Option<String>,
     request_fingerprint: Option<String>,
     created_at: chrono::NaiveDateTime,
 }

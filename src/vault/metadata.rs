@@ -206,14 +206,14 @@ fn clean_text(text: &str, max_chars: usize) -> Option<String> {
 }
 
 /// A file name safe to show and to offer in `Content-Disposition`: no path, no
-/// control characters, bounded length.
+/// control characters (bidirectional ones included), bounded length.
 pub fn safe_file_name(raw: Option<&str>) -> String {
     let base = raw
         .unwrap_or_default()
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or_default();
-    let cleaned: String = base
+    let cleaned: String = without_bidi_controls(base)
         .chars()
         .filter(|c| !c.is_control() && !matches!(c, '"' | '<' | '>' | '|' | '*' | '?' | ':'))
         .take(MAX_FILE_NAME_CHARS)
@@ -232,6 +232,53 @@ pub fn safe_content_type(raw: Option<&str>) -> String {
         .map(|mime| mime.essence_str().to_owned())
         .filter(|essence| essence.len() <= 100)
         .unwrap_or_else(|| "application/octet-stream".to_owned())
+}
+
+/// Characters that reorder how text is displayed (embeddings, overrides, isolates and
+/// marks): in a file name they can show `avis` U+202E `fdp.exe` as `avisexe.pdf`.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// The text without bidirectional control characters: for what a document was
+/// delivered with before names were cleaned on the way in.
+pub fn without_bidi_controls(text: &str) -> String {
+    text.chars().filter(|c| !is_bidi_control(*c)).collect()
+}
+
+/// Media types a browser only ever displays or saves, never runs: documents are served
+/// as one of these or as `application/octet-stream`. An allow-list, so a type nobody
+/// thought of (HTML, SVG, XML, script, and whatever comes next) can never execute on
+/// the portal's origin, whatever the agent declared.
+const INERT_CONTENT_TYPES: &[&str] = &[
+    "application/pdf",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "text/plain",
+    "text/csv",
+    "application/msword",
+    "application/vnd.ms-excel",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/zip",
+];
+
+/// The `Content-Type` a stored document is served with: its declared type when that is
+/// inert, `application/octet-stream` otherwise.
+pub fn served_content_type(declared: &str) -> &'static str {
+    let essence = declared
+        .parse::<mime::Mime>()
+        .map(|mime| mime.essence_str().to_ascii_lowercase())
+        .unwrap_or_default();
+    INERT_CONTENT_TYPES
+        .iter()
+        .find(|inert| **inert == essence)
+        .copied()
+        .unwrap_or("application/octet-stream")
 }
 
 #[cfg(test)]
@@ -315,5 +362,51 @@ mod tests {
         assert_eq!(safe_file_name(Some("a\"b\r\n.pdf")), "ab.pdf");
         assert_eq!(safe_file_name(Some("..")), "document");
         assert_eq!(safe_file_name(None), "document");
+        assert_eq!(
+            safe_file_name(Some("avis\u{202E}fdp.exe")),
+            "avisfdp.exe",
+            "a right-to-left override would show it as avisexe.pdf"
+        );
+        for bidi in [
+            '\u{202A}', '\u{202D}', '\u{2066}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+        ] {
+            assert_eq!(safe_file_name(Some(&format!("a{bidi}b.pdf"))), "ab.pdf");
+        }
+    }
+
+    #[test]
+    fn only_inert_types_are_served_as_declared() {
+        for inert in [
+            "application/pdf",
+            "image/png",
+            "text/plain",
+            "TEXT/CSV; charset=utf-8",
+        ] {
+            assert_ne!(
+                served_content_type(inert),
+                "application/octet-stream",
+                "{inert}"
+            );
+        }
+        for active in [
+            "text/html",
+            "application/xhtml+xml",
+            "image/svg+xml",
+            "text/javascript",
+            "application/javascript",
+            "text/xml",
+            "application/xml",
+            "text/xsl",
+            "application/x-shockwave-flash",
+            "multipart/x-mixed-replace",
+            "not a type",
+            "",
+        ] {
+            assert_eq!(
+                served_content_type(active),
+                "application/octet-stream",
+                "{active}"
+            );
+        }
     }
 }

@@ -13,7 +13,8 @@ use serde::Serialize;
 
 pub(crate) use delivery::resolve_recipient;
 pub use delivery::{
-    Delivered, IdempotencyKey, IncomingFile, SealedMetadata, Upload, begin_delivery,
+    Delivered, IdempotencyKey, IncomingFile, MANIFEST_LINE_KEY_PREFIX, SealedMetadata, Upload,
+    begin_delivery,
 };
 pub use metadata::{DeliveryMetadata, MetadataError, Recipient};
 pub use reading::{OpenedDocument, open_document, read_to_vec};

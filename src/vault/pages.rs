@@ -2,11 +2,14 @@
 //! and decrypted), and their notification settings.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use actix_web::http::header::{
+    CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
+};
 use actix_web::{HttpResponse, web};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::metadata::{served_content_type, without_bidi_controls};
 use super::{DocumentError, DocumentId, SealedMetadata, open_document};
 use crate::citizens::{self, Channel, NotificationContacts};
 use crate::crypto::unseal;
@@ -128,8 +131,15 @@ async fn vault_list(
                                 .map_err(|error| PageError::internal(lang, error))?,
                         )
                     };
+                    // Names delivered before bidirectional controls were cleaned on the
+                    // way in are cleaned on the way out.
                     let (title, file_name) = metadata
-                        .map(|metadata| (metadata.title, metadata.file_name))
+                        .map(|metadata| {
+                            (
+                                without_bidi_controls(&metadata.title),
+                                without_bidi_controls(&metadata.file_name),
+                            )
+                        })
                         .unwrap_or_default();
                     Ok(DocumentLine {
                         id,
@@ -155,8 +165,11 @@ async fn vault_list(
         .await
         .map_err(|error| PageError::internal(lang, error))?;
     let (to_collect, done) = voucher_views(lang, held);
+    // A withdrawn document stays listed (with why) but no longer waits for anyone.
+    let waiting = lines.iter().filter(|line| line.withdrawn.is_none()).count();
     let mut context = citizen.context(&page);
     context.insert("documents", &lines);
+    context.insert("waiting", &waiting);
     context.insert("vouchers_to_collect", &to_collect);
     context.insert("vouchers_done", &done);
     Ok(page.render(StatusCode::OK, "vault.html", &context))
@@ -234,8 +247,15 @@ async fn download(
             DocumentError::NotFound => PageError::not_found(lang),
             other => PageError::internal(lang, other),
         })?;
+    // Whatever type the agent declared, only an inert one reaches the browser, always
+    // as a download it may not sniff, and sandboxed should it ever be shown.
     Ok(HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, opened.content_type.clone()))
+        .insert_header((CONTENT_TYPE, served_content_type(&opened.content_type)))
+        .insert_header((X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((
+            CONTENT_SECURITY_POLICY,
+            "default-src 'none'; sandbox; frame-ancestors 'none'",
+        ))
         .insert_header((
             CONTENT_DISPOSITION,
             content_disposition(&opened.metadata.file_name),
@@ -246,8 +266,10 @@ async fn download(
         .streaming(opened.content))
 }
 
-/// `attachment` with an ASCII fallback and the exact name in RFC 5987 form.
+/// `attachment` with an ASCII fallback and the exact name in RFC 5987 form, without
+/// the bidirectional controls a name delivered before they were cleaned may hold.
 fn content_disposition(file_name: &str) -> String {
+    let file_name = &without_bidi_controls(file_name);
     let fallback: String = file_name
         .chars()
         .map(|c| {
@@ -432,6 +454,11 @@ mod tests {
         let header = content_disposition("Attestation d'hébergement \"x\".pdf");
         assert!(header.starts_with("attachment; filename=\"Attestation d'h_bergement _x_.pdf\""));
         assert!(header.contains("h%C3%A9bergement"));
+        let spoofed = content_disposition("avis\u{202E}fdp.exe");
+        assert_eq!(
+            spoofed,
+            "attachment; filename=\"avisfdp.exe\"; filename*=UTF-8''avisfdp.exe"
+        );
     }
 
     #[test]

@@ -1,0 +1,2 @@
+DROP INDEX documents_tenant_idempotency;
+ALTER TABLE documents DROP COLUMN idempotency_scope;
