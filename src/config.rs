@@ -14,6 +14,12 @@ use url::Url;
 /// Environment variable naming the configuration file (same as `--config`).
 pub const CONFIG_ENV: &str = "EGUICHET_CONFIG";
 
+/// `EGUICHET_*` variables that belong to the command line, not to the configuration:
+/// the file's name, the `deliver` client's token and server, the end-to-end tests'
+/// binary. An operator who exported `EGUICHET_TOKEN` for a bulk delivery must still be
+/// able to run every other command.
+const CLI_ONLY_ENV: &[&str] = &["config", "token", "server", "bin"];
+
 /// The whole configuration of one instance.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +56,19 @@ pub struct Config {
     pub notify: NotifyConfig,
     #[serde(default)]
     pub dashboard: DashboardConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Append-only file the chain's head is written to every minute while events
+    /// happen and at every stop (default `DATA_DIR/audit-anchors.log`). Ship it off
+    /// the host: `eguichet audit verify --anchors` checks the log against it.
+    #[serde(default)]
+    pub anchors_file: Option<PathBuf>,
 }
 
 /// The elected officials' dashboard.
@@ -590,7 +609,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed("EGUICHET_").ignore(&["config"]).split("__"));
+        figment = figment.merge(Env::prefixed("EGUICHET_").ignore(CLI_ONLY_ENV).split("__"));
         Self::from_figment(figment)
     }
 
@@ -786,6 +805,32 @@ impl Config {
         {
             return missing("storage.s3.endpoint when storage.s3.allow_http is set");
         }
+        self.validate_outbound_encryption()
+    }
+
+    /// Notices name the citizen's contact and the commune: in production they leave
+    /// the host encrypted, unless the next hop is a relay on this very machine.
+    fn validate_outbound_encryption(&self) -> Result<(), ConfigError> {
+        if let Some(sms) = &self.notify.sms
+            && sms.gateway_url.scheme() != "https"
+            && !is_loopback(&sms.gateway_url)
+        {
+            return Err(ConfigError::Invalid(
+                "notify.sms.gateway_url: mode = \"production\" requires an https:// gateway \
+                 (plain http:// only to a gateway on this host)"
+                    .to_owned(),
+            ));
+        }
+        if let Some(email) = &self.notify.email
+            && !smtp_is_encrypted(email.smtp_url.expose_secret())
+        {
+            // The URL is not echoed: it may carry a password.
+            return Err(ConfigError::Invalid(
+                "notify.email.smtp_url: mode = \"production\" requires TLS: smtps://host:465 or \
+                 smtp://host:587?tls=required (plain smtp:// only to a relay on this host)"
+                    .to_owned(),
+            ));
+        }
         Ok(())
     }
 
@@ -829,12 +874,53 @@ impl Config {
         self.data_dir.join("master.key")
     }
 
+    /// The audit anchors file.
+    pub fn audit_anchors_file(&self) -> PathBuf {
+        self.audit
+            .anchors_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-anchors.log"))
+    }
+
     /// Directory of the local blob store.
     pub fn local_blob_dir(&self) -> PathBuf {
         self.storage
             .path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+}
+
+/// Whether `url` names this machine (`localhost` or a loopback address).
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        // Outside http(s), the URL parser leaves an IPv4 address as a name.
+        Some(url::Host::Domain(domain)) => {
+            domain.eq_ignore_ascii_case("localhost")
+                || domain
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Whether lettre's SMTP URL encrypts the connection: `smtps://` (TLS from the start),
+/// `smtp://…?tls=required` (STARTTLS or nothing), or a relay on this host.
+fn smtp_is_encrypted(smtp_url: &str) -> bool {
+    let Ok(url) = Url::parse(smtp_url) else {
+        return false;
+    };
+    match url.scheme() {
+        "smtps" => true,
+        "smtp" => {
+            url.query_pairs()
+                .any(|(name, value)| name == "tls" && value == "required")
+                || is_loopback(&url)
+        }
+        _ => false,
     }
 }
 
@@ -886,10 +972,52 @@ mod tests {
         let error = Config::from_toml(complete).unwrap_err();
         assert!(error.to_string().contains("notify.email"), "{error}");
         let complete = format!(
-            "{complete}\n[notify.email]\nsmtp_url = \"smtp://relay:25\"\nfrom = \"m@mairie.example\""
+            "{complete}\n[notify.email]\nsmtp_url = \"smtps://relay:465\"\nfrom = \"m@mairie.example\""
         );
         let config = Config::from_toml(&complete).unwrap();
         assert!(!config.allows_plain_http_cookies());
+    }
+
+    #[test]
+    fn production_refuses_plain_text_notices_leaving_the_host() {
+        let production = "mode = \"production\"\npublic_url = \"https://guichet.example\"\n\
+                          [keys]\nmaster_key_file = \"/etc/eguichet/master.key\"\n\
+                          [database]\nurl = \"postgres://eguichet@db/eguichet\"\n";
+        let email = |url: &str| {
+            Config::from_toml(&format!(
+                "{production}[notify.email]\nsmtp_url = \"{url}\"\nfrom = \"m@mairie.example\"\n"
+            ))
+        };
+        let sms = |url: &str| {
+            Config::from_toml(&format!(
+                "{production}[notify.sms]\ngateway_url = \"{url}\"\nsender = \"Mairie\"\n"
+            ))
+        };
+        for refused in [
+            "smtp://u:pw@relay.example:25",
+            "smtp://relay.example:587?tls=opportunistic",
+        ] {
+            let error = email(refused).unwrap_err().to_string();
+            assert!(error.contains("TLS") && !error.contains("pw@"), "{error}");
+        }
+        for accepted in [
+            "smtps://relay.example:465",
+            "smtp://relay.example:587?tls=required",
+            "smtp://127.0.0.1:25",
+            "smtp://localhost:25",
+        ] {
+            email(accepted).unwrap();
+        }
+        let error = sms("http://sms.example/send").unwrap_err().to_string();
+        assert!(error.contains("https://"), "{error}");
+        sms("https://sms.example/send").unwrap();
+        sms("http://127.0.0.1:9000/send").unwrap();
+        sms("http://[::1]:9000/send").unwrap();
+        // A demonstration may use anything.
+        Config::from_toml(
+            "[notify.sms]\ngateway_url = \"http://sms.example/send\"\nsender = \"M\"\n",
+        )
+        .unwrap();
     }
 
     #[test]

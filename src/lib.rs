@@ -14,6 +14,7 @@ pub mod db;
 pub mod error;
 pub mod keys;
 pub mod notify;
+pub mod private_files;
 pub mod state;
 pub mod storage;
 pub mod telemetry;

@@ -58,7 +58,7 @@ enum DashboardCommand {
 #[derive(clap::Args)]
 struct DeliverArgs {
     /// Address of the portal, e.g. https://guichet.example.org
-    #[arg(long)]
+    #[arg(long, env = "EGUICHET_SERVER")]
     server: url::Url,
     /// An agent's API token (better from the environment: it stays out of shell history).
     #[arg(long, env = "EGUICHET_TOKEN", hide_env_values = true)]
@@ -141,7 +141,12 @@ enum KeysCommand {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check that the audit log's hash chain is intact.
-    Verify,
+    Verify {
+        /// Also check it against the anchored heads (by default the configured
+        /// `[audit] anchors_file`): catches a cut tail or a head set back.
+        #[arg(long, value_name = "FILE")]
+        anchors: Option<Option<PathBuf>>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -160,6 +165,10 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config, command: Command) -> anyhow::Result<()> {
+    // Only the server creates a portal; the client needs none.
+    if !matches!(command, Command::Serve | Command::Deliver(_)) {
+        eguichet::state::require_existing_instance(&config)?;
+    }
     match command {
         Command::Serve => actix_web::rt::System::new().block_on(eguichet::web::serve(config)),
         Command::Migrate => {
@@ -209,11 +218,28 @@ fn run(config: Config, command: Command) -> anyhow::Result<()> {
         }
         // The client needs no database or keys of its own.
         Command::Deliver(args) => deliver(args),
-        Command::Audit(AuditCommand::Verify) => {
+        Command::Audit(AuditCommand::Verify { anchors }) => {
+            let anchors_file =
+                anchors.map(|file| file.unwrap_or_else(|| config.audit_anchors_file()));
+            let anchors = match &anchors_file {
+                Some(file) => audit::anchors::read(file)?,
+                None => Vec::new(),
+            };
             let state = AppState::open(config)?;
-            match audit::verify_chain(&mut *state.db.get_blocking()?)? {
+            let key = state
+                .db
+                .audit_chain_key()
+                .ok_or_else(|| anyhow::anyhow!("the audit chain's key is not loaded"))?;
+            match audit::verify_chain(&mut *state.db.get_blocking()?, &key, &anchors)? {
                 ChainCheck::Intact { events } => {
-                    println!("audit log intact: {events} event(s)");
+                    match anchors_file {
+                        Some(file) => println!(
+                            "audit log intact: {events} event(s), matching {} anchor(s) of {}",
+                            anchors.len(),
+                            file.display()
+                        ),
+                        None => println!("audit log intact: {events} event(s)"),
+                    }
                     Ok(())
                 }
                 ChainCheck::Broken { seq, reason } => {

@@ -36,10 +36,62 @@ pub enum StartError {
     Config(String),
 }
 
+/// Refuses to start a command (anything but `serve`) on a portal that is not there:
+/// run from the wrong directory, it would otherwise create a new, empty portal beside
+/// the real one, and an agent created in it could never log in. Names the directory it
+/// looked at, as an absolute path, so the operator sees where they are.
+pub fn require_existing_instance(config: &Config) -> Result<(), StartError> {
+    let missing = |what: &str, dir: &std::path::Path| {
+        let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Err(StartError::Config(format!(
+            "{what} {} does not exist: no portal there. Run the command where `eguichet serve` \
+             runs, or point it at the portal with --config, EGUICHET_CONFIG or EGUICHET_DATA_DIR \
+             (only `eguichet serve` creates a new portal)",
+            shown.display()
+        )))
+    };
+    if !config.data_dir.is_dir() {
+        return missing("data directory", &config.data_dir);
+    }
+    if let Ok(db::DatabaseUrl::Sqlite(path)) =
+        db::DatabaseUrl::parse(secrecy::ExposeSecret::expose_secret(&config.database_url()))
+        && let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return missing("database directory", dir);
+    }
+    Ok(())
+}
+
+/// Production keeps the database, the documents, the keys and the audit anchors to
+/// the service's own user, as it does for the master key file.
+fn refuse_directories_open_to_others(config: &Config) -> Result<(), StartError> {
+    let mut directories = vec![config.data_dir.clone()];
+    if config.storage.backend == crate::config::StorageBackend::Local {
+        directories.push(config.local_blob_dir());
+    }
+    for dir in directories.iter().filter(|dir| dir.exists()) {
+        let open = crate::private_files::is_open_to_others(dir)
+            .map_err(|error| StartError::Config(format!("{}: {error}", dir.display())))?;
+        if open {
+            return Err(StartError::Config(format!(
+                "{} is open to other users of the machine; in production it must be the \
+                 service's alone: chmod 700 {}",
+                dir.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl AppState {
     /// Connects, migrates, opens the keys and ensures the default tenant exists.
     /// Blocking: call it before the async server starts, or from `spawn_blocking`.
     pub fn open(config: Config) -> Result<Self, StartError> {
+        if config.mode == crate::config::Mode::Production {
+            refuse_directories_open_to_others(&config)?;
+        }
         let db = Database::connect(
             &config.database_url(),
             config.database.pool_size.unwrap_or(10),
@@ -53,6 +105,23 @@ impl AppState {
         }
         let storage = Storage::from_config(&config)?;
         let keys = Keyring::open(&config, &db)?;
+        let chain_key = keys.hasher.derive_key(crate::audit::CHAIN_KEY_INFO);
+        db.set_audit_chain_key(chain_key.clone());
+        if let Some(report) =
+            db.write_blocking(|conn| crate::audit::rechain_unkeyed_events(conn, &chain_key))?
+        {
+            match report.broken_at {
+                None => tracing::info!(
+                    audit.events = report.events,
+                    "audit log re-chained under the installation's key"
+                ),
+                Some(seq) => tracing::warn!(
+                    audit.events = report.events,
+                    audit.broken_at = seq,
+                    "audit log re-chained under the installation's key; its plain chain was already broken"
+                ),
+            }
+        }
         let slug =
             Slug::parse(&config.tenant.slug).map_err(|e| StartError::Config(e.to_string()))?;
         let name = config.tenant.name.clone();

@@ -370,7 +370,8 @@ async fn audit_chain_detects_edits_and_deletions() {
         let db = app.state.db.clone();
         async move {
             tokio::task::spawn_blocking(move || {
-                audit::verify_chain(&mut db.get_blocking().unwrap()).unwrap()
+                let key = db.audit_chain_key().unwrap();
+                audit::verify_chain(&mut db.get_blocking().unwrap(), &key, &[]).unwrap()
             })
             .await
             .unwrap()

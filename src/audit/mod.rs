@@ -1,11 +1,16 @@
 //! The audit log: every agent action and every access to a citizen's data, written in
-//! the same transaction as the action, each event chained to the previous one by a
-//! SHA-256 hash so that a removed or edited row is detected by `eguichet audit verify`.
+//! the same transaction as the action, each event chained to the previous one by an
+//! HMAC under a key only the master key unlocks (`chain`), and the chain's head copied
+//! out of the database's reach (`anchors`), so that an edited, removed or cut-off event
+//! is detected by `eguichet audit verify`.
 
-use diesel::prelude::*;
-use sha2::{Digest, Sha256};
+pub mod anchors;
+mod chain;
 
-use crate::db::schema::{audit_chain_head, audit_events};
+pub use chain::{
+    CHAIN_KEY_INFO, ChainCheck, RechainReport, chain_head, rechain_unkeyed_events, verify_chain,
+};
+
 use crate::db::{Conn, DbError};
 
 /// Who did it. Only ids: the log never holds names or contacts.
@@ -79,127 +84,11 @@ impl AuditEvent {
     }
 }
 
-#[derive(Queryable, Insertable)]
-#[diesel(table_name = audit_events)]
-struct EventRow {
-    seq: i64,
-    occurred_at: chrono::NaiveDateTime,
-    tenant_id: Option<String>,
-    actor: String,
-    action: String,
-    subject: Option<String>,
-    citizen_id: Option<String>,
-    details: String,
-    prev_hash: String,
-    hash: String,
-}
-
-impl EventRow {
-    fn compute_hash(&self) -> String {
-        let mut hasher = Sha256::new();
-        let mut part = |value: &[u8]| {
-            hasher.update((value.len() as u64).to_be_bytes());
-            hasher.update(value);
-        };
-        part(self.prev_hash.as_bytes());
-        part(&self.seq.to_be_bytes());
-        part(self.occurred_at.and_utc().to_rfc3339().as_bytes());
-        part(self.tenant_id.as_deref().unwrap_or("").as_bytes());
-        part(self.actor.as_bytes());
-        part(self.action.as_bytes());
-        part(self.subject.as_deref().unwrap_or("").as_bytes());
-        part(self.citizen_id.as_deref().unwrap_or("").as_bytes());
-        part(self.details.as_bytes());
-        hex::encode(hasher.finalize())
-    }
-}
-
 /// Appends `event` to the chain. Call it inside the transaction of the action itself,
-/// so the action and its record commit together or not at all.
+/// so the action and its record commit together or not at all. Refused when the
+/// database's keys are not open: an event the key cannot vouch for is never written.
 pub fn record(conn: &mut Conn, event: AuditEvent) -> Result<i64, DbError> {
-    // Bumping the head first takes its row lock (PostgreSQL) or the write lock
-    // (SQLite): concurrent appends queue here and each sees the previous hash.
-    let (seq, prev_hash): (i64, String) = diesel::update(audit_chain_head::table)
-        .filter(audit_chain_head::id.eq(1))
-        .set(audit_chain_head::seq.eq(audit_chain_head::seq + 1))
-        .returning((audit_chain_head::seq, audit_chain_head::hash))
-        .get_result(conn)?;
-    let mut row = EventRow {
-        seq,
-        occurred_at: crate::now(),
-        tenant_id: event.tenant_id,
-        actor: event.actor.label(),
-        action: event.action.to_owned(),
-        subject: event.subject,
-        citizen_id: event.citizen_id,
-        details: event.details.to_string(),
-        prev_hash,
-        hash: String::new(),
-    };
-    row.hash = row.compute_hash();
-    diesel::insert_into(audit_events::table)
-        .values(&row)
-        .execute(conn)?;
-    diesel::update(audit_chain_head::table)
-        .filter(audit_chain_head::id.eq(1))
-        .set(audit_chain_head::hash.eq(&row.hash))
-        .execute(conn)?;
-    Ok(seq)
-}
-
-/// The result of checking the whole chain.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ChainCheck {
-    /// Every event links to the previous one and the head matches the last event.
-    Intact { events: i64 },
-    /// The first event (by sequence number) where the chain breaks, and why.
-    Broken { seq: i64, reason: String },
-}
-
-/// Walks the chain from the first event to the head.
-pub fn verify_chain(conn: &mut Conn) -> Result<ChainCheck, DbError> {
-    const BATCH: i64 = 1000;
-    let mut expected_prev = "0".repeat(64);
-    let mut expected_seq = 1;
-    loop {
-        let rows: Vec<EventRow> = audit_events::table
-            .filter(audit_events::seq.ge(expected_seq))
-            .order(audit_events::seq.asc())
-            .limit(BATCH)
-            .load(conn)?;
-        let batch_len = rows.len() as i64;
-        for row in rows {
-            let broken = |reason: &str| {
-                Ok(ChainCheck::Broken {
-                    seq: expected_seq,
-                    reason: reason.to_owned(),
-                })
-            };
-            if row.seq != expected_seq {
-                return broken("event missing");
-            }
-            if row.prev_hash != expected_prev {
-                return broken("does not link to the previous event");
-            }
-            if row.compute_hash() != row.hash {
-                return broken("content does not match its hash");
-            }
-            expected_prev = row.hash;
-            expected_seq += 1;
-        }
-        if batch_len < BATCH {
-            break;
-        }
-    }
-    let (head_seq, head_hash): (i64, String) = audit_chain_head::table
-        .select((audit_chain_head::seq, audit_chain_head::hash))
-        .first(conn)?;
-    let events = expected_seq - 1;
-    if head_seq != events || head_hash != expected_prev {
-        return Ok(ChainCheck::Broken {
-            seq: events + 1,
-            reason: format!("head says {head_seq} events, the log holds {events}"),
-        });
-    }
-    Ok(ChainCheck::Intact { events })
+    let key = crate::db::chain_key::current()
+        .ok_or_else(|| DbError::Unavailable("the audit chain's key is not loaded".to_owned()))?;
+    chain::append(conn, &key, event)
 }

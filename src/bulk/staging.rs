@@ -82,7 +82,7 @@ impl StagedFiles {
         max_file_bytes: u64,
     ) -> Result<Self, StagingError> {
         let dir = staging_root(data_dir).join(crate::new_id());
-        std::fs::create_dir_all(&dir)?;
+        crate::private_files::create_dir_all(&dir)?;
         Ok(Self {
             dir,
             identity: Arc::new(age::x25519::Identity::generate()),
@@ -321,7 +321,14 @@ impl EncryptingSink {
         recipient: &age::x25519::Recipient,
         limit: u64,
     ) -> Result<Self, StagingError> {
-        let file = BufWriter::with_capacity(CHUNK_BYTES, std::fs::File::create(path)?);
+        let file = BufWriter::with_capacity(
+            CHUNK_BYTES,
+            crate::private_files::options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)?,
+        );
         let encryptor =
             age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
                 .map_err(|error| StagingError::Io(error.to_string()))?;

@@ -75,9 +75,38 @@ impl KeyedHasher {
         KeyedHash { mac }
     }
 
+    /// A separate key for one purpose (HKDF-SHA-256, `info` naming the purpose): whoever
+    /// holds a derived key learns nothing of this one or of the other derived keys.
+    pub fn derive_key(&self, info: &[u8]) -> DerivedKey {
+        let mut key = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(None, self.key.expose_secret())
+            .expand(info, &mut key)
+            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA-256 length"));
+        DerivedKey(std::sync::Arc::new(SecretBox::new(Box::new(key))))
+    }
+
     /// Hex keyed hash of one value in `domain`.
     pub fn hash(&self, domain: HashDomain, value: &[u8]) -> String {
         self.start(domain).part(value).finish()
+    }
+}
+
+/// A key derived from the installation's HMAC key for one purpose; cheap to clone.
+#[derive(Clone)]
+pub struct DerivedKey(std::sync::Arc<SecretBox<[u8; 32]>>);
+
+impl DerivedKey {
+    /// Starts an HMAC-SHA-256 under this key.
+    pub fn start(&self) -> KeyedHash {
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose_secret())
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        KeyedHash { mac }
+    }
+}
+
+impl std::fmt::Debug for DerivedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DerivedKey(..)")
     }
 }
 

@@ -121,7 +121,7 @@ impl MasterKey {
             source,
         };
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(write_error)?;
+            crate::private_files::create_dir_all(dir).map_err(write_error)?;
         }
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);

@@ -7,7 +7,7 @@ mod master_key;
 mod sealed;
 mod stream;
 
-pub use keyed_hash::{HashDomain, KeyedHash, KeyedHasher};
+pub use keyed_hash::{DerivedKey, HashDomain, KeyedHash, KeyedHasher};
 pub use master_key::{MasterKey, MasterKeyError, MasterKeySource};
 pub use sealed::{SealError, VaultIdentity, VaultRecipient, seal, unseal};
 pub use stream::{DocumentEncryptor, EncryptedDigest, EncryptionWorker, decrypt_document};

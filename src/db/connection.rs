@@ -49,6 +49,11 @@ pub enum DatabaseUrlError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot create the SQLite database {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl DatabaseUrl {
@@ -87,11 +92,24 @@ impl DatabaseUrl {
             return Ok(());
         };
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| DatabaseUrlError::Directory {
-                path: dir.to_path_buf(),
-                source,
+            crate::private_files::create_dir_all(dir).map_err(|source| {
+                DatabaseUrlError::Directory {
+                    path: dir.to_path_buf(),
+                    source,
+                }
             })?;
         }
+        // Created here, owner only, before SQLite creates it with the umask's mode; its
+        // write-ahead log and shared-memory files copy that mode.
+        crate::private_files::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|source| DatabaseUrlError::File {
+                path: path.clone(),
+                source,
+            })?;
         let mut conn = self.establish().map_err(DatabaseUrlError::Open)?;
         conn.batch_execute("PRAGMA journal_mode = WAL;")
             .map_err(|error| {
@@ -108,10 +126,13 @@ impl DatabaseUrl {
                 // Foreign keys are off by default in SQLite, per connection; the busy
                 // timeout makes a second process (the CLI next to a running server)
                 // wait its turn. WAL mode is set once per file, in `prepare`.
+                // `secure_delete` zeroes what a deletion frees, so a withdrawn
+                // document's header and sealed metadata do not linger in free space.
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 10000;
                      PRAGMA foreign_keys = ON;
-                     PRAGMA synchronous = NORMAL;",
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA secure_delete = ON;",
                 )
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(AnyConnection::Sqlite(conn))

@@ -2,11 +2,12 @@
 //! a connection pool, and the only way the async server reaches it — closures run on
 //! the blocking thread pool, so a query never stalls an HTTP worker.
 
+pub mod chain_key;
 mod connection;
 mod migrations;
 pub mod schema;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use diesel::Connection;
@@ -108,6 +109,8 @@ pub struct Database {
     /// avoids `database is locked` errors when a deferred transaction tries to
     /// upgrade to a write lock. PostgreSQL needs no such lock.
     sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// The audit chain's key, once the keys are open (see `chain_key`).
+    audit_chain_key: Arc<OnceLock<crate::crypto::DerivedKey>>,
 }
 
 impl Database {
@@ -129,7 +132,19 @@ impl Database {
             pool,
             backend,
             sqlite_writer,
+            audit_chain_key: Arc::default(),
         })
+    }
+
+    /// Gives the pool the audit chain's key: from now on, work run through it can
+    /// append to the audit log. Set once; a second key is ignored.
+    pub fn set_audit_chain_key(&self, key: crate::crypto::DerivedKey) {
+        let _ = self.audit_chain_key.set(key);
+    }
+
+    /// The audit chain's key, if the keys are open.
+    pub fn audit_chain_key(&self) -> Option<crate::crypto::DerivedKey> {
+        self.audit_chain_key.get().cloned()
     }
 
     /// Which engine this pool talks to.
@@ -146,7 +161,9 @@ impl Database {
         E: From<DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let key = self.audit_chain_key();
         run_blocking(move || {
+            let _key = chain_key::enter(key);
             let mut conn = checkout(&pool)?;
             work(&mut conn)
         })
@@ -176,6 +193,7 @@ impl Database {
             .sqlite_writer
             .as_ref()
             .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let _key = chain_key::enter(self.audit_chain_key());
         let mut pooled = checkout(&self.pool)?;
         let conn: &mut Conn = &mut pooled;
         conn.transaction(work)
@@ -184,6 +202,22 @@ impl Database {
     /// Checks out a connection on the current (blocking) thread.
     pub fn get_blocking(&self) -> Result<impl std::ops::DerefMut<Target = Conn>, DbError> {
         checkout(&self.pool)
+    }
+
+    /// After secrets were deleted: on SQLite, copies the write-ahead log into the file
+    /// (whose freed space `secure_delete` zeroes) and truncates it, so the old pages
+    /// holding them leave the disk now rather than whenever the log is reused.
+    /// PostgreSQL reclaims dead rows with its own `VACUUM`.
+    pub async fn forget_deleted_pages(&self) -> Result<(), DbError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        self.read(|conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(DbError::from)
+        })
+        .await
     }
 
     /// Answers when the database accepts a trivial query.

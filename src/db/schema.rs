@@ -224,6 +224,7 @@ diesel::table! {
         details -> Text,
         prev_hash -> Text,
         hash -> Text,
+        chain_version -> Integer,
     }
 }
 

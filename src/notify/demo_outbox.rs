@@ -43,10 +43,10 @@ impl DemoOutbox {
     pub fn record(&self, message: &DemoMessage) -> std::io::Result<()> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::private_files::create_dir_all(dir)?;
         }
         let too_big = std::fs::metadata(&self.path).is_ok_and(|m| m.len() > MAX_BYTES);
-        let mut file = std::fs::OpenOptions::new()
+        let mut file = crate::private_files::options()
             .create(true)
             .append(!too_big)
             .write(true)

@@ -99,7 +99,7 @@ impl Storage {
         let store: Arc<dyn ObjectStore> = match config.storage.backend {
             StorageBackend::Local => {
                 let dir = config.local_blob_dir();
-                std::fs::create_dir_all(&dir).map_err(|error| {
+                crate::private_files::create_dir_all(&dir).map_err(|error| {
                     StorageError::Config(format!("cannot create {}: {error}", dir.display()))
                 })?;
                 Arc::new(LocalFileSystem::new_with_prefix(&dir)?.with_automatic_cleanup(true))

@@ -268,6 +268,9 @@ pub async fn withdraw(
         .db
         .write(move |conn| withdraw_document(conn, &agent_for_write, &id, &reason))
         .await?;
+    if let Err(error) = state.db.forget_deleted_pages().await {
+        tracing::warn!(%error, "withdrawn header still in the database's write-ahead log");
+    }
     // The document can no longer be decrypted; deleting the payload only frees space,
     // and the orphan sweep retries it if this fails.
     if let Err(error) = state.storage.delete(&payload).await {

@@ -57,3 +57,56 @@ pub async fn log_request(
     );
     Ok(response)
 }
+
+/// In production every cookie is a `__Host-` cookie: the browser then accepts it only
+/// from this exact host over HTTPS, with `Path=/` and no `Domain`, so a neighbouring
+/// subdomain cannot plant or overwrite a session or login cookie. The handlers keep
+/// using the bare names: outgoing cookies get the prefix (and `Secure`, `Path=/`, no
+/// `Domain`), incoming ones have it removed, and incoming cookies without it are
+/// dropped, since only a neighbour could have set them.
+pub async fn host_prefixed_cookies(
+    mut request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    use actix_web::cookie::Cookie;
+    use actix_web::http::header::{COOKIE, HeaderValue, SET_COOKIE};
+    const PREFIX: &str = "__Host-";
+
+    let kept: Vec<String> = request
+        .headers()
+        .get_all(COOKIE)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix(PREFIX).map(str::to_owned))
+        .collect();
+    let headers = request.headers_mut();
+    headers.remove(COOKIE);
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(COOKIE, value);
+    }
+
+    let mut response = next.call(request).await?;
+    let set: Vec<String> = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| Cookie::parse(value.to_owned()).ok())
+        .map(|mut cookie| {
+            cookie.set_name(format!("{PREFIX}{}", cookie.name()));
+            cookie.set_path("/");
+            cookie.set_secure(true);
+            cookie.unset_domain();
+            cookie.to_string()
+        })
+        .collect();
+    let headers = response.headers_mut();
+    headers.remove(SET_COOKIE);
+    for cookie in set {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            headers.append(SET_COOKIE, value);
+        }
+    }
+    Ok(response)
+}

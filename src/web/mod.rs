@@ -82,6 +82,10 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .app_data(auth.clone())
+                .wrap(actix_web::middleware::Condition::new(
+                    production,
+                    actix_web::middleware::from_fn(middleware::host_prefixed_cookies),
+                ))
                 .wrap(middleware::security_headers(production))
                 .wrap(actix_web::middleware::from_fn(middleware::log_request))
                 .configure(health::configure)
@@ -132,13 +136,33 @@ impl Application {
         &self.state
     }
 
-    /// Serves until the process is stopped, with the background tasks running.
+    /// A handle that stops the server gracefully (what SIGTERM does).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the process is stopped, with the background tasks running; the
+    /// audit chain's head is anchored once more after the last request.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let sweeper = tokio::spawn(sweep_orphans_periodically(self.state.clone()));
         let notifier = tokio::spawn(self.notifier.run());
+        let anchors_file = self.state.config.audit_anchors_file();
+        let anchorer = tokio::spawn(crate::audit::anchors::anchor_periodically(
+            self.state.db.clone(),
+            anchors_file.clone(),
+        ));
         let result = self.server.await;
         sweeper.abort();
         notifier.abort();
+        anchorer.abort();
+        let db = self.state.db.clone();
+        let last = tokio::task::spawn_blocking(move || {
+            crate::audit::anchors::anchor_head(&db, &anchors_file, None)
+        })
+        .await;
+        if let Ok(Err(error)) = last {
+            tracing::error!(%error, "cannot anchor the audit chain at stop");
+        }
         result
     }
 }
