@@ -448,6 +448,12 @@ fn example_configuration_is_valid_and_complete() {
 #[tokio::test]
 async fn production_mode_is_strict_and_has_no_demonstration_provider() {
     let dir = tempfile::tempdir().unwrap();
+    // Production refuses a data directory other users may enter.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     let key = dir.path().join("master.key");
     eguichet::crypto::MasterKey::generate()
         .write_new_file(&key)
