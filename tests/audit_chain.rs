@@ -318,7 +318,7 @@ async fn the_server_anchors_its_head_when_it_stops() {
     running.await.unwrap().unwrap();
 
     let written = anchors::read(&anchors_file).unwrap();
-    let (head_seq, head_hash) = state.db.read(|conn| audit::chain_head(conn)).await.unwrap();
+    let (head_seq, head_hash) = state.db.read(audit::chain_head).await.unwrap();
     let last = written.last().unwrap();
     assert_eq!(
         (last.seq, last.hash.as_str()),

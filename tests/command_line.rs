@@ -109,6 +109,26 @@ fn every_readme_command_works_with_the_delivery_token_exported() {
         );
     }
 
+    // The anchors file: the configured one by default, or a copy named on the line.
+    let missing = eguichet_in(portal.path(), &env, &["audit", "verify", "--anchors"], "");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("audit-anchors.log"));
+    let copy = portal.path().join("anchors-copy.log");
+    std::fs::write(
+        &copy,
+        format!("2026-12-05T18:00:00Z seq=999999 hash={}\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    let cut = eguichet_in(
+        portal.path(),
+        &env,
+        &["audit", "verify", "--anchors", copy.to_str().unwrap()],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&cut.stderr);
+    assert!(!cut.status.success());
+    assert!(stderr.contains("tail was cut"), "{stderr}");
+
     // The bulk client reads both variables; with no portal listening it fails on the
     // connection or the manifest, never on the configuration.
     let deliver = eguichet_in(
