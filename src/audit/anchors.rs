@@ -118,6 +118,16 @@ pub fn anchor_head(db: &Database, path: &Path, last_seq: Option<i64>) -> Result<
     if last_seq == Some(seq) {
         return Ok(seq);
     }
+    if let Some(last) = last_seq
+        && seq < last
+    {
+        // Only a removal behind the service's back moves the head backwards.
+        tracing::error!(
+            audit.seq = seq,
+            audit.previous_seq = last,
+            "audit chain head moved back since the last anchor: events were removed"
+        );
+    }
     let anchor = Anchor {
         at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         seq,
