@@ -203,3 +203,29 @@ async fn production_cookies_are_host_only() {
     assert!(lang_of("__Host-eg_lang=en").await);
     assert!(!lang_of("eg_lang=en").await);
 }
+
+#[tokio::test]
+async fn the_language_cookie_is_secure_wherever_session_cookies_are() {
+    let lang_cookie = |app: &common::TestApp| {
+        let request = app.client.get(format!("{}/?lang=en", app.address));
+        async move {
+            let response = request.send().await.unwrap();
+            response.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    // A demonstration reached on this machine over plain HTTP: no `Secure`, or the
+    // browser would drop it.
+    let local = spawn_app().await;
+    assert!(!lang_cookie(&local).await.contains("Secure"));
+    // Reached under any other name, every cookie is `Secure`, the language's too.
+    let remote = common::spawn_app_with(common::Options {
+        extra_toml: "public_url = \"http://guichet.mairie.example\"\n".to_owned(),
+        ..Default::default()
+    })
+    .await;
+    let cookie = lang_cookie(&remote).await;
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}

@@ -196,6 +196,16 @@ impl Lang {
 pub struct Page {
     pub lang: Lang,
     chosen: bool,
+    /// Whether the language cookie carries `Secure`: like every cookie of ours, unless
+    /// a demonstration runs on plain-HTTP localhost.
+    secure_cookie: bool,
+}
+
+/// Whether this server marks its cookies `Secure` (yes unless told otherwise).
+fn secure_cookies(request: &HttpRequest) -> bool {
+    request
+        .app_data::<actix_web::web::Data<super::session::AuthState>>()
+        .is_none_or(|auth| auth.secure_cookies)
 }
 
 impl Page {
@@ -206,7 +216,11 @@ impl Page {
             .find_map(|pair| pair.strip_prefix("lang="))
             .and_then(Lang::parse);
         if let Some(lang) = from_query {
-            return Self { lang, chosen: true };
+            return Self {
+                lang,
+                chosen: true,
+                secure_cookie: secure_cookies(request),
+            };
         }
         let from_cookie = request
             .cookie(LANG_COOKIE)
@@ -221,6 +235,7 @@ impl Page {
         Self {
             lang: from_cookie.or_else(from_header).unwrap_or(Lang::Fr),
             chosen: false,
+            secure_cookie: true,
         }
     }
 
@@ -252,6 +267,7 @@ impl Page {
                             .path("/")
                             .same_site(SameSite::Lax)
                             .http_only(true)
+                            .secure(self.secure_cookie)
                             .max_age(actix_web::cookie::time::Duration::days(365))
                             .finish(),
                     );
@@ -446,6 +462,7 @@ impl ResponseError for PageError {
         let page = Page {
             lang: self.lang,
             chosen: false,
+            secure_cookie: true,
         };
         let next = if let Some(next) = self.next {
             next
