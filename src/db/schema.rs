@@ -112,6 +112,7 @@ diesel::table! {
         provider_id -> Text,
         created_at -> Timestamp,
         last_login_at -> Timestamp,
+        identity_verified -> Nullable<Bool>,
     }
 }
 

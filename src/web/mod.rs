@@ -179,6 +179,7 @@ fn build_auth(
             acr_values: Some("eidas1".to_owned()),
             scopes: crate::config::default_scopes(),
             label: None,
+            identity_verified: false,
         };
         providers.push(IdentityProvider::new(demo, base_url, http.clone()).map_err(invalid)?);
         Some(Arc::new(idp))

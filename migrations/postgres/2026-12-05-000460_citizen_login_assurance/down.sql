@@ -1,0 +1,1 @@
+ALTER TABLE citizen_logins DROP COLUMN identity_verified;
