@@ -71,6 +71,10 @@ error-bad-request-title = Incomplete request
 error-bad-request-body = The form sent is incomplete or too large. Reload the page and try again.
 error-page-number-title = Page not found in this list
 error-page-number-body = The page number asked for is not valid. Go back to the first page of the list.
+error-method-title = This address does not work this way
+error-method-body = This page cannot be opened or sent like this. Go back to the home page and follow the links from there.
+error-too-large-title = Request too large
+error-too-large-body = What was sent is larger than this service accepts.
 
 deliveries-title = Deliveries
 deliveries-new = Deliver a document

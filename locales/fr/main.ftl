@@ -71,6 +71,10 @@ error-bad-request-title = Demande incomplète
 error-bad-request-body = Le formulaire envoyé est incomplet ou trop volumineux. Rechargez la page et recommencez.
 error-page-number-title = Page absente de cette liste
 error-page-number-body = Le numéro de page demandé n'est pas valide. Revenez à la première page de la liste.
+error-method-title = Cette adresse ne s'utilise pas ainsi
+error-method-body = Cette page ne peut pas être ouverte ou envoyée de cette façon. Revenez à l'accueil et suivez les liens à partir de là.
+error-too-large-title = Envoi trop volumineux
+error-too-large-body = Ce qui a été envoyé dépasse la taille que ce service accepte.
 
 deliveries-title = Envois
 deliveries-new = Déposer un document

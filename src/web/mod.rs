@@ -5,6 +5,7 @@ pub mod agent_login;
 pub mod agent_session;
 pub mod client_address;
 mod demo_outbox;
+mod error_pages;
 mod health;
 mod login;
 mod middleware;
@@ -82,6 +83,9 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .app_data(auth.clone())
+                .wrap(actix_web::middleware::from_fn(
+                    error_pages::render_error_pages,
+                ))
                 .wrap(middleware::security_headers(production))
                 .wrap(actix_web::middleware::from_fn(middleware::log_request))
                 .configure(health::configure)
