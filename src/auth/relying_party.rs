@@ -64,6 +64,8 @@ pub struct VerifiedLogin {
     pub amr: Vec<String>,
     /// The `email` claim of userinfo: an agent's work email (never used for citizens).
     pub email: Option<String>,
+    /// The `email_verified` claim (userinfo, else the ID token), when the provider sent it.
+    pub email_verified: Option<bool>,
 }
 
 /// Where a login redirect goes, and what to remember until it returns.
@@ -258,6 +260,10 @@ impl IdentityProvider {
                 .get("email")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
+            email_verified: claims
+                .get("email_verified")
+                .and_then(claim_as_bool)
+                .or(verified.email_verified),
         })
     }
 
@@ -291,6 +297,7 @@ impl IdentityProvider {
                         issuer: claims.issuer().to_string(),
                         subject: claims.subject().to_string(),
                         acr: claims.auth_context_ref().map(|acr| acr.to_string()),
+                        email_verified: claims.email_verified(),
                         amr: claims
                             .auth_method_refs()
                             .map(|methods| methods.iter().map(|m| m.to_string()).collect())
@@ -450,6 +457,17 @@ struct IdTokenFacts {
     subject: String,
     acr: Option<String>,
     amr: Vec<String>,
+    email_verified: Option<bool>,
+}
+
+/// A boolean claim, also when a provider writes it as a string (`"true"`), as some do.
+fn claim_as_bool(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(value) => Some(*value),
+        Value::String(text) if text.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(text) if text.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
 }
 
 fn jws_error(error: JwsError) -> LoginError {

@@ -117,6 +117,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    agent_tenant_choices (id_hash) {
+        id_hash -> Text,
+        agent_ids -> Text,
+        provider_id -> Text,
+        id_token -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     auth_flows (state_hash) {
         state_hash -> Text,
         purpose -> Text,
@@ -386,6 +396,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_material,
     citizens,
     citizen_logins,
+    agent_tenant_choices,
     auth_flows,
     login_failures_by_address,
     sessions,
