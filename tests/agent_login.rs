@@ -1265,6 +1265,19 @@ async fn the_same_work_email_in_another_tenant_adds_a_choice_and_locks_nobody_ou
     let (browser, answer) = provider_login(&app, &provider, email, &["pwd", "otp"]).await;
     assert_eq!(answer.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&answer), "/agent/login/tenant");
+    // The choice comes back on the redirect from the provider's site: not `Strict`.
+    let cookie = answer
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with("eg_agent_choice="))
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("SameSite=Lax") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
     assert!(session_agents(&app).await.is_empty());
     let page = browser.get("/agent/login/tenant").await;
     assert_eq!(page.status(), StatusCode::OK);

@@ -77,6 +77,18 @@ fn login_cookie<'a>(auth: &AuthState, name: &'a str, value: String) -> Cookie<'a
         .finish()
 }
 
+/// The pending tenant choice's cookie. `Lax`, not `Strict`: it is set on the return
+/// from the provider, a navigation that began on another site, and a `Strict` cookie
+/// would not come back on the redirect that follows it.
+fn choice_cookie(auth: &AuthState, value: String) -> Cookie<'static> {
+    Cookie::build(CHOICE_COOKIE, value)
+        .path("/agent/login")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(auth.secure_cookies)
+        .finish()
+}
+
 fn login_cookie_removal<'a>(auth: &AuthState, name: &'a str) -> Cookie<'a> {
     let mut cookie = login_cookie(auth, name, String::new());
     cookie.make_removal();
@@ -508,7 +520,7 @@ async fn finish_provider_login(
             .finish()),
         ProviderLoginNext::Choose(secret) => Ok(HttpResponse::SeeOther()
             .insert_header((LOCATION, "/agent/login/tenant"))
-            .cookie(login_cookie(&auth, CHOICE_COOKIE, secret))
+            .cookie(choice_cookie(&auth, secret))
             .cookie(auth.removal(BROWSER_COOKIE))
             .finish()),
     }
@@ -603,7 +615,11 @@ async fn submit_tenant_choice(
     Ok(HttpResponse::SeeOther()
         .insert_header((LOCATION, "/agent"))
         .cookie(auth.cookie(AGENT_SESSION_COOKIE, opened.cookie_value))
-        .cookie(login_cookie_removal(&auth, CHOICE_COOKIE))
+        .cookie({
+            let mut removal = choice_cookie(&auth, String::new());
+            removal.make_removal();
+            removal
+        })
         .finish())
 }
 
