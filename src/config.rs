@@ -328,6 +328,11 @@ pub struct ProviderConfig {
     /// Button label; defaults by kind.
     #[serde(default)]
     pub label: Option<String>,
+    /// The operator's statement that this provider guarantees the identity it asserts
+    /// (as FranceConnect and the FAS do), so its logins may open the documents
+    /// addressed to that identity. Off by default for any other provider.
+    #[serde(default)]
+    pub identity_verified: bool,
 }
 
 /// The pivot identity and nothing more: what matching a citizen needs.

@@ -697,6 +697,8 @@ struct Assertion {
     email: String,
     amr: Vec<&'static str>,
     nonce: String,
+    /// The `email_verified` claim; `null` leaves it out.
+    email_verified: Value,
 }
 
 struct AgentProvider {
@@ -724,6 +726,7 @@ impl AgentProvider {
                 email: String::new(),
                 amr: vec![],
                 nonce: String::new(),
+                email_verified: Value::Null,
             }),
         });
         let data = web::Data::from(provider.clone());
@@ -806,10 +809,13 @@ async fn token(
 
 async fn userinfo(provider: web::Data<AgentProvider>) -> HttpResponse {
     let next = provider.next.lock().unwrap().clone();
-    let claims = json!({
+    let mut claims = json!({
         "sub": "agent-subject", "iss": provider.issuer, "aud": CLIENT_ID,
         "email": next.email, "given_name": "Camille", "usual_name": "Martin",
     });
+    if !next.email_verified.is_null() {
+        claims["email_verified"] = next.email_verified;
+    }
     HttpResponse::Ok()
         .content_type("application/jwt")
         .body(provider.sign(&claims))
@@ -840,11 +846,12 @@ async fn provider_login(
         param("redirect_uri"),
         format!("{}/agent/login/oidc/proconnect/callback", app.address)
     );
-    *provider.next.lock().unwrap() = Assertion {
-        email: email.to_owned(),
-        amr: amr.to_vec(),
-        nonce: param("nonce"),
-    };
+    {
+        let mut next = provider.next.lock().unwrap();
+        next.email = email.to_owned();
+        next.amr = amr.to_vec();
+        next.nonce = param("nonce");
+    }
     let callback = browser
         .get(&format!(
             "/agent/login/oidc/proconnect/callback?code=c-{}&state={}",
@@ -921,23 +928,6 @@ async fn agents_log_in_through_their_provider_by_work_email_with_a_second_factor
         provider_login(&app, &provider, "camille.martin@mairie.example", &["pwd"]).await;
     assert_eq!(answer.status(), StatusCode::FORBIDDEN);
     assert!(set_cookie(&answer, "eg_agent_session").is_none());
-
-    // The same email in two tenants: refused as ambiguous.
-    create_agent_in(
-        &app,
-        Some("syndicat"),
-        "camille.martin@mairie.example",
-        Role::Agent,
-    )
-    .await;
-    let (_, answer) = provider_login(
-        &app,
-        &provider,
-        "camille.martin@mairie.example",
-        &["pwd", "otp"],
-    )
-    .await;
-    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
 
     // A provider for agents is no way into citizen pages.
     let citizen_start = browser.get("/login/proconnect").await;
@@ -1240,4 +1230,138 @@ async fn guessing_the_current_password_from_a_session_counts_like_a_login() {
         .submit_password("voirie@mairie.example", PASSWORD)
         .await;
     assert_eq!(locked.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// The agent a session belongs to, by the session's agent.
+async fn session_agents(app: &TestApp) -> Vec<String> {
+    app.state
+        .db
+        .read(|conn| -> Result<Vec<String>, DbError> {
+            Ok(sessions::table
+                .filter(sessions::kind.eq("agent"))
+                .select(sessions::subject_id)
+                .load(conn)?)
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_same_work_email_in_another_tenant_adds_a_choice_and_locks_nobody_out() {
+    let provider = AgentProvider::start();
+    let app = spawn_app_with(Options {
+        extra_toml: provider.toml(),
+        ..Options::default()
+    })
+    .await;
+    let email = "camille.martin@mairie.example";
+    let own = create_agent(&app, email, Role::Official).await;
+    // An admin of another tenant creates an account with the same work email.
+    let other = create_agent_in(&app, Some("syndicat"), email, Role::Agent).await;
+    // A third tenant's agent, for a forged choice.
+    let stranger =
+        create_agent_in(&app, Some("voisine"), "autre@voisine.example", Role::Admin).await;
+
+    let (browser, answer) = provider_login(&app, &provider, email, &["pwd", "otp"]).await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&answer), "/agent/login/tenant");
+    // The choice comes back on the redirect from the provider's site: not `Strict`.
+    let cookie = answer
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with("eg_agent_choice="))
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("SameSite=Lax") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    assert!(session_agents(&app).await.is_empty());
+    let page = browser.get("/agent/login/tenant").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let body = page.text().await.unwrap();
+    assert!(body.contains(&format!("value=\"{}\"", own.id)));
+    assert!(body.contains(&format!("value=\"{}\"", other.id)));
+    assert!(!body.contains(&stranger.id));
+    let csrf = csrf_in(&body);
+
+    // An account the choice did not offer is refused, and spends the choice.
+    let forged = browser
+        .post(
+            "/agent/login/tenant",
+            &[("csrf", &csrf), ("agent", &stranger.id)],
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    assert!(forged.text().await.unwrap().contains("<h1>"));
+    assert!(session_agents(&app).await.is_empty());
+
+    // Choosing the commune's own tenant opens that account, once.
+    let (browser, _) = provider_login(&app, &provider, email, &["pwd", "otp"]).await;
+    let csrf = browser.csrf_of("/agent/login/tenant").await;
+    let chosen = browser
+        .post(
+            "/agent/login/tenant",
+            &[("csrf", &csrf), ("agent", &own.id)],
+        )
+        .await;
+    assert_eq!(chosen.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&chosen), "/agent");
+    assert_eq!(browser.get("/agent").await.status(), StatusCode::OK);
+    assert_eq!(session_agents(&app).await, vec![own.id.clone()]);
+    let again = browser
+        .post(
+            "/agent/login/tenant",
+            &[("csrf", &csrf), ("agent", &other.id)],
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(session_agents(&app).await, vec![own.id.clone()]);
+
+    // The second factor is still required before any choice.
+    let (_, answer) = provider_login(&app, &provider, email, &["pwd"]).await;
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+
+    // Once the other tenant disables its account, the login opens the remaining one.
+    let other_id = other.id.clone();
+    app.state
+        .db
+        .write(move |conn| -> Result<usize, DbError> {
+            Ok(diesel::update(agents_table::table.find(other_id))
+                .set(agents_table::disabled_at.eq(Some(chrono::Utc::now().naive_utc())))
+                .execute(conn)?)
+        })
+        .await
+        .unwrap();
+    let (_, answer) = provider_login(&app, &provider, email, &["pwd", "otp"]).await;
+    assert_eq!(location(&answer), "/agent");
+}
+
+#[tokio::test]
+async fn a_work_email_the_provider_has_not_verified_opens_nothing() {
+    let provider = AgentProvider::start();
+    let app = spawn_app_with(Options {
+        extra_toml: provider.toml(),
+        ..Options::default()
+    })
+    .await;
+    let email = "camille.martin@mairie.example";
+    create_agent(&app, email, Role::Admin).await;
+    for unverified in [json!(false), json!("false")] {
+        provider.next.lock().unwrap().email_verified = unverified;
+        let (_, answer) = provider_login(&app, &provider, email, &["pwd", "otp"]).await;
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+        assert!(set_cookie(&answer, "eg_agent_session").is_none());
+        let body = answer.text().await.unwrap();
+        assert!(body.contains("<h1>") && body.contains("vérifiée"), "{body}");
+    }
+    assert!(session_agents(&app).await.is_empty());
+    // Verified, or not said at all (many providers only send verified addresses).
+    for verified in [json!(true), Value::Null] {
+        provider.next.lock().unwrap().email_verified = verified;
+        let (_, answer) = provider_login(&app, &provider, email, &["pwd", "otp"]).await;
+        assert_eq!(location(&answer), "/agent");
+    }
 }

@@ -577,3 +577,102 @@ async fn a_document_that_could_run_in_the_browser_is_only_ever_downloaded_and_it
         assert!(disposition.contains("avisfdp.exe"), "{disposition}");
     }
 }
+
+/// An error answer is a page of the portal: its stylesheet, a heading, a way home.
+fn assert_portal_page(body: &str, words: &str) {
+    assert!(body.contains("/static/app.css"), "{body}");
+    assert!(body.contains("<h1"), "{body}");
+    assert!(body.contains(words), "{words}: {body}");
+    assert!(body.contains("href=\"/\""), "{body}");
+}
+
+#[tokio::test]
+async fn every_error_is_a_page_in_the_visitors_language_and_the_api_keeps_json() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    let get = |path: &str, lang: &str| {
+        client
+            .get(format!("{}{path}", app.address))
+            .header("Accept-Language", lang)
+            .send()
+    };
+
+    // Unknown URLs, in French by default and in English when the browser asks.
+    for path in [
+        "/no-such-page",
+        "/vault/documents/x/y/z",
+        "/demo-idp/nothing-here",
+    ] {
+        let answer = get(path, "fr").await.unwrap();
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            answer.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert_portal_page(&answer.text().await.unwrap(), "Page introuvable");
+    }
+    let answer = get("/no-such-page", "en").await.unwrap();
+    assert_portal_page(&answer.text().await.unwrap(), "Page not found");
+
+    // A method the address does not take.
+    let answer = client
+        .delete(format!("{}/vault", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_client_error());
+    assert_portal_page(&answer.text().await.unwrap(), "<h1");
+
+    // A query the framework cannot read: a page, not the parser's message.
+    let answer = get("/login/demo/callback?code=a&code=b&state=%ZZ", "en")
+        .await
+        .unwrap();
+    assert!(answer.status().is_client_error());
+    let body = answer.text().await.unwrap();
+    assert!(body.contains("<h1"), "{body}");
+    assert!(!body.contains("deserialize"), "{body}");
+
+    // Under /api, errors stay JSON, for unknown URLs and wrong methods too.
+    for (answer, code) in [
+        (get("/api/v1/nothing", "fr").await.unwrap(), "not_found"),
+        (
+            client
+                .delete(format!("{}/api/v1/documents", app.address))
+                .send()
+                .await
+                .unwrap(),
+            "not_found",
+        ),
+    ] {
+        assert!(answer.status().is_client_error());
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"], code, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn the_demo_provider_lists_its_citizens_with_what_addresses_them() {
+    let app = spawn_app().await;
+    for path in ["/demo-idp", "/demo-idp/"] {
+        let answer = app.get(path).await;
+        assert_eq!(answer.status(), StatusCode::OK, "{path}");
+        let body = answer.text().await.unwrap();
+        for citizen in eguichet::auth::demo_idp::demo_citizens() {
+            for field in [
+                citizen.family_name,
+                citizen.given_name,
+                citizen.birthdate,
+                citizen.birthcountry,
+            ] {
+                assert!(body.contains(field), "{field} missing");
+            }
+            if !citizen.birthplace.is_empty() {
+                assert!(body.contains(citizen.birthplace));
+            }
+        }
+        // The recipient exactly as the API takes it.
+        assert!(body.contains("&quot;given_names&quot;:&quot;Marie Claire&quot;"));
+    }
+}

@@ -246,6 +246,16 @@ async fn login_through(
     provider: &Provider,
     code: &str,
 ) -> reqwest::Response {
+    login_in_browser(app, id, provider, code).await.0
+}
+
+/// The same, also returning the browser (holding the session when the login worked).
+async fn login_in_browser(
+    app: &TestApp,
+    id: &str,
+    provider: &Provider,
+    code: &str,
+) -> (reqwest::Response, reqwest::Client) {
     let browser = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -271,7 +281,7 @@ async fn login_through(
             b.nonce = Some(nonce);
         }
     });
-    browser
+    let answer = browser
         .get(format!(
             "{}/login/{id}/callback?code={code}&state={}",
             app.address,
@@ -279,7 +289,8 @@ async fn login_through(
         ))
         .send()
         .await
-        .unwrap()
+        .unwrap();
+    (answer, browser)
 }
 
 fn fresh_code() -> String {
@@ -541,5 +552,309 @@ async fn a_second_provider_asserting_the_same_identity_is_not_merged_silently() 
             actions.iter().any(|a| a == expected),
             "{expected}: {actions:?}"
         );
+    }
+}
+
+/// The portal with providers of different kinds: (id, provider, kind, extra TOML lines).
+async fn portal_mixed(providers: &[(&str, &Provider, &str, &str)]) -> TestApp {
+    let mut toml = "[oidc]\ntimeout_seconds = 2\n".to_owned();
+    for (id, provider, kind, extra) in providers {
+        toml.push_str(&format!(
+            "[[oidc.providers]]\nid = \"{id}\"\nkind = \"{kind}\"\naudience = \"citizen\"\n\
+             issuer = \"{}\"\nclient_id = \"{CLIENT_ID}\"\n\
+             client_secret = \"{CLIENT_SECRET}\"\n{extra}\n",
+            provider.issuer
+        ));
+    }
+    spawn_app_with(Options {
+        extra_toml: toml,
+        ..Options::default()
+    })
+    .await
+}
+
+/// Each provider account's vault: (provider id, citizen id), oldest first.
+async fn vault_links(app: &TestApp) -> Vec<(String, String)> {
+    use diesel::prelude::*;
+    use eguichet::db::schema::citizen_logins;
+    app.state
+        .db
+        .read(
+            |conn| -> Result<Vec<(String, String)>, eguichet::db::DbError> {
+                Ok(citizen_logins::table
+                    .select((citizen_logins::provider_id, citizen_logins::citizen_id))
+                    .order((citizen_logins::created_at, citizen_logins::provider_id))
+                    .load(conn)?)
+            },
+        )
+        .await
+        .unwrap()
+}
+
+fn vault_of(links: &[(String, String)], provider_id: &str) -> String {
+    links
+        .iter()
+        .find(|(provider, _)| provider == provider_id)
+        .map(|(_, citizen)| citizen.clone())
+        .unwrap()
+}
+
+async fn vault_page(app: &TestApp, browser: &reqwest::Client) -> String {
+    let page = browser
+        .get(format!("{}/vault", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    page.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_weak_provider_logging_in_first_with_someones_identity_takes_nothing() {
+    let fc = Provider::start();
+    let weak = Provider::start();
+    let app = portal_mixed(&[
+        ("fc", &fc, "franceconnect", "acr_values = \"eidas1\""),
+        ("weak", &weak, "generic", ""),
+    ])
+    .await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let first = app
+        .deliver_to(
+            &token,
+            common::marie(),
+            "Avis de taxe",
+            document_bytes(2_000, 5),
+        )
+        .await;
+    let addressed = app.citizen_of(&first).await;
+
+    // The attacker logs in first, through the generic provider, asserting Marie's
+    // pivot identity (same claims FranceConnect sends for her).
+    let (answer, attacker) = login_in_browser(&app, "weak", &weak, &fresh_code()).await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    assert_ne!(vault_of(&vault_links(&app).await, "weak"), addressed);
+    assert!(!vault_page(&app, &attacker).await.contains("Avis de taxe"));
+
+    // The real Marie, through FranceConnect, finds the document addressed to her.
+    let (answer, marie) = login_in_browser(&app, "fc", &fc, &fresh_code()).await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    assert_eq!(vault_of(&vault_links(&app).await, "fc"), addressed);
+    assert!(vault_page(&app, &marie).await.contains("Avis de taxe"));
+
+    // Later deliveries follow the verified identity; the attacker, back again, still
+    // sees nothing of them.
+    let later = app
+        .deliver_to(
+            &token,
+            common::marie(),
+            "Facture cantine",
+            document_bytes(2_000, 6),
+        )
+        .await;
+    assert_eq!(app.citizen_of(&later).await, addressed);
+    let (answer, attacker) = login_in_browser(&app, "weak", &weak, &fresh_code()).await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    assert_ne!(vault_of(&vault_links(&app).await, "weak"), addressed);
+    let page = vault_page(&app, &attacker).await;
+    assert!(!page.contains("Facture cantine") && !page.contains("Avis de taxe"));
+}
+
+#[tokio::test]
+async fn a_weak_provider_logging_in_before_any_delivery_captures_no_later_one() {
+    let fc = Provider::start();
+    let weak = Provider::start();
+    let app = portal_mixed(&[
+        ("fc", &fc, "franceconnect", "acr_values = \"eidas1\""),
+        ("weak", &weak, "generic", ""),
+    ])
+    .await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    assert_eq!(
+        login_through(&app, "weak", &weak, &fresh_code())
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    let weak_vault = vault_of(&vault_links(&app).await, "weak");
+    let id = app
+        .deliver_to(&token, common::marie(), "Avis", document_bytes(2_000, 7))
+        .await;
+    assert_ne!(app.citizen_of(&id).await, weak_vault);
+    assert_eq!(
+        login_through(&app, "fc", &fc, &fresh_code()).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        vault_of(&vault_links(&app).await, "fc"),
+        app.citizen_of(&id).await
+    );
+}
+
+#[tokio::test]
+async fn a_vault_captured_before_assurance_was_checked_returns_to_the_verified_citizen() {
+    use diesel::prelude::*;
+    use eguichet::db::schema::{citizen_logins, sessions};
+    let fc = Provider::start();
+    let weak = Provider::start();
+    let app = portal_mixed(&[
+        ("fc", &fc, "franceconnect", "acr_values = \"eidas1\""),
+        ("weak", &weak, "generic", ""),
+    ])
+    .await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let id = app
+        .deliver_to(
+            &token,
+            common::marie(),
+            "Avis de taxe",
+            document_bytes(2_000, 8),
+        )
+        .await;
+    let addressed = app.citizen_of(&id).await;
+    let (answer, attacker) = login_in_browser(&app, "weak", &weak, &fresh_code()).await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    // What an older version recorded: the weak account linked to the addressed vault
+    // (assurance unknown), its session open on it.
+    let captured = addressed.clone();
+    app.state
+        .db
+        .write(move |conn| -> Result<(), eguichet::db::DbError> {
+            diesel::update(citizen_logins::table)
+                .set((
+                    citizen_logins::citizen_id.eq(&captured),
+                    citizen_logins::identity_verified.eq(None::<bool>),
+                ))
+                .execute(conn)?;
+            diesel::update(sessions::table)
+                .set(sessions::subject_id.eq(&captured))
+                .execute(conn)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert!(vault_page(&app, &attacker).await.contains("Avis de taxe"));
+
+    // The verified citizen arrives: the vault is hers, the weak account is moved out
+    // and its session ends.
+    let (answer, marie) = login_in_browser(&app, "fc", &fc, &fresh_code()).await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    let links = vault_links(&app).await;
+    assert_eq!(vault_of(&links, "fc"), addressed);
+    assert_ne!(vault_of(&links, "weak"), addressed);
+    assert!(vault_page(&app, &marie).await.contains("Avis de taxe"));
+    let attacker_page = attacker
+        .get(format!("{}/vault", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(attacker_page.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_captured_vault_is_left_at_the_weak_accounts_next_login() {
+    use diesel::prelude::*;
+    use eguichet::db::schema::citizen_logins;
+    let weak = Provider::start();
+    let app = portal_mixed(&[("weak", &weak, "generic", "")]).await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let id = app
+        .deliver_to(
+            &token,
+            common::marie(),
+            "Avis de taxe",
+            document_bytes(2_000, 9),
+        )
+        .await;
+    let addressed = app.citizen_of(&id).await;
+    login_through(&app, "weak", &weak, &fresh_code()).await;
+    let captured = addressed.clone();
+    app.state
+        .db
+        .write(move |conn| -> Result<usize, eguichet::db::DbError> {
+            Ok(diesel::update(citizen_logins::table)
+                .set(citizen_logins::citizen_id.eq(&captured))
+                .execute(conn)?)
+        })
+        .await
+        .unwrap();
+    let (answer, attacker) = login_in_browser(&app, "weak", &weak, &fresh_code()).await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    assert_ne!(vault_of(&vault_links(&app).await, "weak"), addressed);
+    assert!(!vault_page(&app, &attacker).await.contains("Avis de taxe"));
+    // Deliveries still go to the identity, not to the weak account's vault.
+    let later = app
+        .deliver_to(
+            &token,
+            common::marie(),
+            "Facture",
+            document_bytes(2_000, 10),
+        )
+        .await;
+    assert_eq!(app.citizen_of(&later).await, addressed);
+}
+
+#[tokio::test]
+async fn a_provider_declared_identity_verified_opens_the_addressed_vault() {
+    let verified = Provider::start();
+    let app = portal_mixed(&[("regional", &verified, "generic", "identity_verified = true")]).await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let id = app
+        .deliver_to(&token, common::marie(), "Avis", document_bytes(2_000, 11))
+        .await;
+    assert_eq!(
+        login_through(&app, "regional", &verified, &fresh_code())
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        vault_of(&vault_links(&app).await, "regional"),
+        app.citizen_of(&id).await
+    );
+}
+
+#[tokio::test]
+async fn franceconnect_below_eidas1_does_not_open_the_addressed_vault() {
+    let fc = Provider::start();
+    // An operator who forgot `acr_values`: the provider answers no level at all.
+    let app = portal_mixed(&[("fc", &fc, "franceconnect", "")]).await;
+    fc.behave(|b| b.id_token_overrides = json!({"acr": null}));
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let id = app
+        .deliver_to(&token, common::marie(), "Avis", document_bytes(2_000, 12))
+        .await;
+    assert_eq!(
+        login(&app, &fc, &fresh_code()).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_ne!(
+        vault_of(&vault_links(&app).await, "fc"),
+        app.citizen_of(&id).await
+    );
+}
+
+#[tokio::test]
+async fn fas_levels_are_at_least_what_was_asked() {
+    let provider = Provider::start();
+    provider.behave(|b| {
+        b.userinfo_claims = json!({"egovNRN": "85073003328"});
+        b.id_token_overrides = json!({"acr": "urn:be:fedict:iam:fas:Level500"});
+    });
+    let app = portal(&provider, "fas", "urn:be:fedict:iam:fas:Level450").await;
+    // The eID card (Level500) answers a request for Level450 (itsme or eID).
+    assert_eq!(
+        login(&app, &provider, &fresh_code()).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    provider.behave(|b| b.id_token_overrides = json!({"acr": "urn:be:fedict:iam:fas:Level450"}));
+    assert_eq!(
+        login(&app, &provider, &fresh_code()).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // Weaker than asked, or on another scale: refused.
+    for weaker in ["urn:be:fedict:iam:fas:Level400", "eidas3"] {
+        provider.behave(|b| b.id_token_overrides = json!({"acr": weaker}));
+        expect_refused(&app, &provider, StatusCode::FORBIDDEN).await;
     }
 }

@@ -544,35 +544,59 @@ pub fn open_agent_session(
 pub enum ProviderLoginRefusal {
     #[error("the provider sent no usable work email")]
     NoEmail,
+    #[error("the provider says the work email is not verified")]
+    EmailNotVerified,
     #[error("no active agent has this work email")]
     UnknownAgent,
-    #[error("several tenants have an agent with this work email")]
-    Ambiguous,
     #[error("the login did not use a second factor, which the tenant requires")]
     SecondFactorMissing,
 }
 
-/// The agent a provider login names, by work email (trimmed, compared without case).
+/// The accounts a provider login names.
+#[derive(Debug)]
+pub enum ProviderLoginMatch {
+    /// One account: open it.
+    One(Agent),
+    /// The same work email in several tenants: the person chooses (`tenant_choice`).
+    Several(Vec<Agent>),
+}
+
+/// What a provider login says about the person, as far as agents are concerned.
+pub struct ProviderEmail<'a> {
+    pub email: Option<&'a str>,
+    /// The `email_verified` claim, when the provider sent one.
+    pub email_verified: Option<bool>,
+}
+
+/// The agent accounts a provider login names, by work email (trimmed, compared without
+/// case). An email the provider itself says is not verified names nobody: anyone could
+/// have typed it.
 pub fn agent_for_provider_login(
     conn: &mut Conn,
-    email: Option<&str>,
+    claims: &ProviderEmail<'_>,
     amr: &[String],
     second_factor: SecondFactorPolicy,
-) -> Result<Result<Agent, ProviderLoginRefusal>, DbError> {
-    let Some(email) = email.and_then(|email| AgentEmail::parse(email).ok()) else {
+) -> Result<Result<ProviderLoginMatch, ProviderLoginRefusal>, DbError> {
+    let Some(email) = claims.email.and_then(|email| AgentEmail::parse(email).ok()) else {
         return Ok(Err(ProviderLoginRefusal::NoEmail));
     };
-    let mut found = super::active_agents_with_email(conn, &email)?;
-    let agent = match found.len() {
-        0 => return Ok(Err(ProviderLoginRefusal::UnknownAgent)),
-        1 => found.remove(0),
-        _ => return Ok(Err(ProviderLoginRefusal::Ambiguous)),
-    };
+    if claims.email_verified == Some(false) {
+        return Ok(Err(ProviderLoginRefusal::EmailNotVerified));
+    }
+    let found = super::active_agents_with_email(conn, &email)?;
+    if found.is_empty() {
+        return Ok(Err(ProviderLoginRefusal::UnknownAgent));
+    }
     if second_factor == SecondFactorPolicy::Required && !amr_has_second_factor(amr) {
-        audit_failure(conn, &agent, "provider_second_factor")?;
+        for agent in &found {
+            audit_failure(conn, agent, "provider_second_factor")?;
+        }
         return Ok(Err(ProviderLoginRefusal::SecondFactorMissing));
     }
-    Ok(Ok(agent))
+    Ok(Ok(match <[Agent; 1]>::try_from(found) {
+        Ok([agent]) => ProviderLoginMatch::One(agent),
+        Err(several) => ProviderLoginMatch::Several(several),
+    }))
 }
 
 /// Whether an `amr` claim (RFC 8176) shows a second factor: `mfa`, a possession

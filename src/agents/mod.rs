@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod login;
 pub mod org_chart;
 pub mod password_queue;
+pub mod tenant_choice;
 mod token;
 
 use diesel::prelude::*;

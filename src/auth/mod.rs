@@ -2,6 +2,7 @@
 //! standard provider), the JWKS cache that verifies what providers sign, the built-in
 //! demonstration provider, and server-side sessions.
 
+pub mod assurance;
 pub mod demo_idp;
 pub mod http;
 pub mod jwks;

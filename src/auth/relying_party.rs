@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 use url::Url;
 
+use super::assurance::{acr_satisfies, login_guarantees_identity};
 use super::jwks::{JwksCache, JwsError, JwsExpectations};
 use crate::citizens::{AssertedIdentity, NationalRegisterNumber, PivotIdentity, PivotInput};
 use crate::config::{Audience, ProviderConfig, ProviderKind};
@@ -56,10 +57,15 @@ pub struct VerifiedLogin {
     /// The raw ID token, kept for `id_token_hint` at logout.
     pub id_token: String,
     pub identity: AssertedIdentity,
+    /// Whether this login guarantees `identity` (see `auth::assurance`): only then may
+    /// it open the documents addressed to that identity.
+    pub identity_verified: bool,
     /// How the person authenticated (RFC 8176 `amr`), as the ID token says.
     pub amr: Vec<String>,
     /// The `email` claim of userinfo: an agent's work email (never used for citizens).
     pub email: Option<String>,
+    /// The `email_verified` claim (userinfo, else the ID token), when the provider sent it.
+    pub email_verified: Option<bool>,
 }
 
 /// Where a login redirect goes, and what to remember until it returns.
@@ -241,16 +247,23 @@ impl IdentityProvider {
             // Agents are matched on their work email, never on an identity.
             Audience::Agent => AssertedIdentity::Unmatched,
         };
+        let identity_verified =
+            login_guarantees_identity(&self.config, verified.acr.as_deref(), &identity);
         Ok(VerifiedLogin {
             issuer: verified.issuer,
             subject: verified.subject,
             id_token: id_token.to_string(),
             identity,
+            identity_verified,
             amr: verified.amr,
             email: claims
                 .get("email")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
+            email_verified: claims
+                .get("email_verified")
+                .and_then(claim_as_bool)
+                .or(verified.email_verified),
         })
     }
 
@@ -284,6 +297,7 @@ impl IdentityProvider {
                         issuer: claims.issuer().to_string(),
                         subject: claims.subject().to_string(),
                         acr: claims.auth_context_ref().map(|acr| acr.to_string()),
+                        email_verified: claims.email_verified(),
                         amr: claims
                             .auth_method_refs()
                             .map(|methods| methods.iter().map(|m| m.to_string()).collect())
@@ -443,35 +457,23 @@ struct IdTokenFacts {
     subject: String,
     acr: Option<String>,
     amr: Vec<String>,
+    email_verified: Option<bool>,
+}
+
+/// A boolean claim, also when a provider writes it as a string (`"true"`), as some do.
+fn claim_as_bool(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(value) => Some(*value),
+        Value::String(text) if text.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(text) if text.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
 }
 
 fn jws_error(error: JwsError) -> LoginError {
     match error {
         JwsError::Fetch(cause) => LoginError::ProviderUnavailable(cause),
         other => LoginError::TokenRejected(format!("userinfo: {other}")),
-    }
-}
-
-/// Whether the level the provider asserts is at least the one asked for. eIDAS levels
-/// are ordered; any other value must match exactly.
-fn acr_satisfies(requested: Option<&str>, asserted: Option<&str>) -> bool {
-    let Some(requested) = requested else {
-        return true;
-    };
-    let Some(asserted) = asserted else {
-        return false;
-    };
-    let level = |acr: &str| match acr {
-        "eidas1" => Some(1),
-        "eidas2" => Some(2),
-        "eidas3" => Some(3),
-        _ => None,
-    };
-    // The strongest of the requested values is what "at least" means here.
-    let wanted = requested.split_whitespace().filter_map(level).min();
-    match (wanted, level(asserted)) {
-        (Some(wanted), Some(got)) => got >= wanted,
-        _ => requested.split_whitespace().any(|value| value == asserted),
     }
 }
 
@@ -514,21 +516,5 @@ impl Providers {
             .filter(|provider| provider.audience() == Audience::Agent)
             .cloned()
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::acr_satisfies;
-
-    #[test]
-    fn acr_levels_are_ordered() {
-        assert!(acr_satisfies(Some("eidas1"), Some("eidas1")));
-        assert!(acr_satisfies(Some("eidas1"), Some("eidas2")));
-        assert!(!acr_satisfies(Some("eidas2"), Some("eidas1")));
-        assert!(!acr_satisfies(Some("eidas1"), None));
-        assert!(acr_satisfies(None, None));
-        assert!(acr_satisfies(Some("custom"), Some("custom")));
-        assert!(!acr_satisfies(Some("custom"), Some("other")));
     }
 }

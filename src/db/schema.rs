@@ -112,6 +112,17 @@ diesel::table! {
         provider_id -> Text,
         created_at -> Timestamp,
         last_login_at -> Timestamp,
+        identity_verified -> Nullable<Bool>,
+    }
+}
+
+diesel::table! {
+    agent_tenant_choices (id_hash) {
+        id_hash -> Text,
+        agent_ids -> Text,
+        provider_id -> Text,
+        id_token -> Text,
+        expires_at -> Timestamp,
     }
 }
 
@@ -386,6 +397,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_material,
     citizens,
     citizen_logins,
+    agent_tenant_choices,
     auth_flows,
     login_failures_by_address,
     sessions,

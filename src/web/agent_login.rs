@@ -23,6 +23,8 @@ use crate::agents::credentials::{self, NewPassword, RecoveryCode, TotpSecret};
 use crate::agents::login::{
     self as agent_login, CodeOutcome, Enrolment, LoggedIn, PasswordChange, PasswordOutcome,
 };
+use crate::agents::login::{ProviderEmail, ProviderLoginMatch};
+use crate::agents::tenant_choice;
 use crate::agents::{Agent, login::ProviderLoginRefusal};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::relying_party::LoginError;
@@ -33,6 +35,8 @@ use crate::state::AppState;
 const PENDING_COOKIE: &str = "eg_agent_pending";
 /// Binds the login forms (before any session exists) to this browser: double submit.
 const FORM_COOKIE: &str = "eg_agent_form";
+/// A provider login waiting for the person to choose a tenant (`tenant_choice`).
+const CHOICE_COOKIE: &str = "eg_agent_choice";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/agent/login", web::get().to(login_page))
@@ -49,6 +53,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/agent/login/oidc/{id}/callback",
             web::get().to(finish_provider_login),
         )
+        .route("/agent/login/tenant", web::get().to(tenant_choice_page))
+        .route("/agent/login/tenant", web::post().to(submit_tenant_choice))
         .route("/agent/logout", web::post().to(logout))
         .route("/agent/logout/callback", web::get().to(logged_out))
         .route("/agent/logout/done", web::get().to(logged_out_locally))
@@ -67,6 +73,18 @@ fn login_cookie<'a>(auth: &AuthState, name: &'a str, value: String) -> Cookie<'a
         .path("/agent/login")
         .http_only(true)
         .same_site(SameSite::Strict)
+        .secure(auth.secure_cookies)
+        .finish()
+}
+
+/// The pending tenant choice's cookie. `Lax`, not `Strict`: it is set on the return
+/// from the provider, a navigation that began on another site, and a `Strict` cookie
+/// would not come back on the redirect that follows it.
+fn choice_cookie(auth: &AuthState, value: String) -> Cookie<'static> {
+    Cookie::build(CHOICE_COOKIE, value)
+        .path("/agent/login")
+        .http_only(true)
+        .same_site(SameSite::Lax)
         .secure(auth.secure_cookies)
         .finish()
 }
@@ -402,7 +420,7 @@ fn provider_refused(lang: Lang, refusal: ProviderLoginRefusal) -> PageError {
         ProviderLoginRefusal::NoEmail | ProviderLoginRefusal::UnknownAgent => {
             "agent-provider-unknown"
         }
-        ProviderLoginRefusal::Ambiguous => "agent-provider-ambiguous",
+        ProviderLoginRefusal::EmailNotVerified => "agent-provider-email-unverified",
         ProviderLoginRefusal::SecondFactorMissing => "agent-provider-second-factor",
     };
     PageError::new(
@@ -455,34 +473,153 @@ async fn finish_provider_login(
     let policy = auth.agent_policy;
     let second_factor = auth.agent_second_factor;
     let provider_id = path.into_inner();
-    let opened = state
+    let outcome = state
         .db
         .write(move |conn| -> Result<_, crate::db::DbError> {
-            let agent = match agent_login::agent_for_provider_login(
+            let claims = ProviderEmail {
+                email: login.email.as_deref(),
+                email_verified: login.email_verified,
+            };
+            let found = match agent_login::agent_for_provider_login(
                 conn,
-                login.email.as_deref(),
+                &claims,
                 &login.amr,
                 second_factor,
             )? {
-                Ok(agent) => agent,
+                Ok(found) => found,
                 Err(refusal) => return Ok(Err(refusal)),
             };
-            let session = agent_login::open_agent_session(
-                conn,
-                policy,
-                &agent,
-                Some(&provider_id),
-                Some(&login.id_token),
-                "provider",
-            )?;
-            Ok(Ok(session))
+            Ok(Ok(match found {
+                ProviderLoginMatch::One(agent) => {
+                    ProviderLoginNext::Opened(agent_login::open_agent_session(
+                        conn,
+                        policy,
+                        &agent,
+                        Some(&provider_id),
+                        Some(&login.id_token),
+                        "provider",
+                    )?)
+                }
+                ProviderLoginMatch::Several(agents) => {
+                    ProviderLoginNext::Choose(tenant_choice::hold_tenant_choice(
+                        conn,
+                        &agents,
+                        &provider_id,
+                        &login.id_token,
+                    )?)
+                }
+            }))
         })
         .await?
         .map_err(|refusal| provider_refused(lang, refusal))?;
+    match outcome {
+        ProviderLoginNext::Opened(opened) => Ok(HttpResponse::SeeOther()
+            .insert_header((LOCATION, "/agent"))
+            .cookie(auth.cookie(AGENT_SESSION_COOKIE, opened.cookie_value))
+            .cookie(auth.removal(BROWSER_COOKIE))
+            .finish()),
+        ProviderLoginNext::Choose(secret) => Ok(HttpResponse::SeeOther()
+            .insert_header((LOCATION, "/agent/login/tenant"))
+            .cookie(choice_cookie(&auth, secret))
+            .cookie(auth.removal(BROWSER_COOKIE))
+            .finish()),
+    }
+}
+
+/// Where a provider login for agents goes next.
+enum ProviderLoginNext {
+    Opened(crate::auth::sessions::NewSession),
+    /// Several tenants: the browser holds this secret until the person chooses.
+    Choose(String),
+}
+
+fn choice_expired(lang: Lang) -> PageError {
+    PageError::new(
+        StatusCode::BAD_REQUEST,
+        lang,
+        "agent-tenant-choice-title",
+        "agent-tenant-choice-expired",
+    )
+    .with_next("/agent/login", "agent-login-start-again")
+}
+
+/// `GET /agent/login/tenant`: the tenants where this work email has an account.
+async fn tenant_choice_page(
+    request: HttpRequest,
+    page: Page,
+    state: web::Data<AppState>,
+    auth: web::Data<AuthState>,
+) -> Result<HttpResponse, PageError> {
+    let lang = page.lang;
+    let secret = request
+        .cookie(CHOICE_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+        .ok_or_else(|| choice_expired(lang))?;
+    let options = state
+        .db
+        .read(move |conn| tenant_choice::tenant_options(conn, &secret))
+        .await?
+        .filter(|options| !options.is_empty())
+        .ok_or_else(|| choice_expired(lang))?;
+    let token = form_token(&request);
+    let mut context = page.context();
+    context.insert("options", &options);
+    context.insert("csrf", &token);
+    let mut response = page.render(StatusCode::OK, "agent_choose_tenant.html", &context);
+    response
+        .add_cookie(&login_cookie(&auth, FORM_COOKIE, token))
+        .ok();
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct TenantChoiceForm {
+    csrf: String,
+    agent: String,
+}
+
+/// `POST /agent/login/tenant`: opens the chosen tenant's account (once).
+async fn submit_tenant_choice(
+    request: HttpRequest,
+    page: Page,
+    form: web::Form<TenantChoiceForm>,
+    state: web::Data<AppState>,
+    auth: web::Data<AuthState>,
+) -> Result<HttpResponse, PageError> {
+    let lang = page.lang;
+    check_form_token(&request, &form.csrf, lang)?;
+    let secret = request
+        .cookie(CHOICE_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+        .ok_or_else(|| choice_expired(lang))?;
+    let policy = auth.agent_policy;
+    let agent_id = form.into_inner().agent;
+    let opened = state
+        .db
+        .write(move |conn| -> Result<_, crate::db::DbError> {
+            let Some(chosen) = tenant_choice::take_tenant_choice(conn, &secret, &agent_id)? else {
+                return Ok(None);
+            };
+            agent_login::open_agent_session(
+                conn,
+                policy,
+                &chosen.agent,
+                Some(&chosen.provider_id),
+                Some(&chosen.id_token),
+                "provider",
+            )
+            .map(Some)
+        })
+        .await?
+        .ok_or_else(|| choice_expired(lang))?;
     Ok(HttpResponse::SeeOther()
         .insert_header((LOCATION, "/agent"))
         .cookie(auth.cookie(AGENT_SESSION_COOKIE, opened.cookie_value))
-        .cookie(auth.removal(BROWSER_COOKIE))
+        .cookie({
+            let mut removal = choice_cookie(&auth, String::new());
+            removal.make_removal();
+            removal
+        })
         .finish())
 }
 

@@ -11,6 +11,7 @@ use super::page::see_other;
 use super::page::{Lang, Message, Page, PageError};
 use super::session::AuthState;
 use crate::audit::{self, Actor, AuditEvent};
+use crate::auth::assurance::provider_vouches_for_identity;
 use crate::auth::relying_party::{LoginError, VerifiedLogin};
 use crate::auth::sessions::{
     self, BROWSER_COOKIE, EndedSession, FlowPurpose, SESSION_COOKIE, SessionKind,
@@ -194,6 +195,7 @@ async fn finish_login(
     let keys = state.keys.clone();
     let policy = auth.policy;
     let provider_id = path.into_inner();
+    let providers = auth.providers.clone();
     let opened = state
         .db
         .write(move |conn| -> Result<_, PageError> {
@@ -201,6 +203,12 @@ async fn finish_login(
                 issuer: &login.issuer,
                 subject: &login.subject,
                 provider_id: &provider_id,
+                identity_verified: login.identity_verified,
+            };
+            let provider_vouches = |id: &str| {
+                providers
+                    .get(id)
+                    .is_some_and(|provider| provider_vouches_for_identity(&provider.config))
             };
             let (citizen_id, _) = citizens::citizen_for_login(
                 conn,
@@ -208,6 +216,7 @@ async fn finish_login(
                 &keys.hasher,
                 &account,
                 &login.identity,
+                &provider_vouches,
             )
             .map_err(|error| PageError::internal(lang, error))?;
             let opened = sessions::open_session(

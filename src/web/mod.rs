@@ -5,6 +5,7 @@ pub mod agent_login;
 pub mod agent_session;
 pub mod client_address;
 mod demo_outbox;
+mod error_pages;
 mod health;
 mod login;
 mod middleware;
@@ -82,6 +83,9 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .app_data(auth.clone())
+                .wrap(actix_web::middleware::from_fn(
+                    error_pages::render_error_pages,
+                ))
                 .wrap(actix_web::middleware::Condition::new(
                     production,
                     actix_web::middleware::from_fn(middleware::host_prefixed_cookies),
@@ -203,6 +207,7 @@ fn build_auth(
             acr_values: Some("eidas1".to_owned()),
             scopes: crate::config::default_scopes(),
             label: None,
+            identity_verified: false,
         };
         providers.push(IdentityProvider::new(demo, base_url, http.clone()).map_err(invalid)?);
         Some(Arc::new(idp))

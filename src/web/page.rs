@@ -25,7 +25,7 @@ fluent_templates::static_loader! {
 
 const LANG_COOKIE: &str = "eg_lang";
 
-const TEMPLATES: [(&str, &str); 25] = [
+const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("vault.html", include_str!("../../templates/vault.html")),
@@ -41,6 +41,10 @@ const TEMPLATES: [(&str, &str); 25] = [
     (
         "agent_code.html",
         include_str!("../../templates/agent_code.html"),
+    ),
+    (
+        "agent_choose_tenant.html",
+        include_str!("../../templates/agent_choose_tenant.html"),
     ),
     (
         "agent_enrol.html",
@@ -118,7 +122,7 @@ const TEMPLATES: [(&str, &str); 25] = [
 
 static PAGES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
     let mut tera = Tera::default();
-    tera.add_raw_templates(TEMPLATES)
+    tera.add_raw_templates(TEMPLATES.iter().copied())
         .map_err(|error| format!("{error:?}"))?;
     tera.autoescape_on(vec![".html"]);
     tera.register_function(

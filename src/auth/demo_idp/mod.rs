@@ -86,6 +86,8 @@ impl DemoIdentityProvider {
             web::scope(&prefix)
                 .app_data(web::Data::from(self))
                 .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
+                .route("", web::get().to(show_directory))
+                .route("/", web::get().to(show_directory))
                 .route(
                     "/.well-known/openid-configuration",
                     web::get().to(discovery::configuration),
@@ -114,4 +116,9 @@ impl DemoIdentityProvider {
     fn path(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.issuer.path().trim_end_matches('/'))
     }
+}
+
+/// `GET /demo-idp`: the test citizens and how to address them.
+async fn show_directory() -> actix_web::HttpResponse {
+    pages::citizen_directory(citizens::demo_citizens())
 }

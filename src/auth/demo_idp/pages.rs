@@ -55,6 +55,66 @@ personnes ci-dessous sont fictives et aucun mot de passe n'est demandé.</p>
         .body(page("Connexion de démonstration", &body))
 }
 
+/// `GET /demo-idp`: who the test citizens are, with every field an agent types to
+/// address a document to one of them before they log in (the pivot identity, exactly
+/// as the delivery form and the API take it).
+pub(super) fn citizen_directory(citizens: &[DemoCitizen]) -> HttpResponse {
+    let mut rows = String::new();
+    for citizen in citizens {
+        let recipient = serde_json::json!({"pivot": {
+            "family_name": citizen.family_name,
+            "given_names": citizen.given_name,
+            "birthdate": citizen.birthdate,
+            "birthplace": citizen.birthplace,
+        }});
+        let birthplace = if citizen.birthplace.is_empty() {
+            "(vide : né·e à l'étranger)"
+        } else {
+            citizen.birthplace
+        };
+        let _ = writeln!(
+            rows,
+            "<tr><th scope=\"row\">{family}</th><td>{given}</td><td>{birthdate}</td>\
+             <td>{birthplace}</td><td>{country}</td><td>{gender}</td><td>{usage}</td>\
+             <td>{email}</td><td><code>{recipient}</code></td><td>{note}</td></tr>",
+            family = escape(citizen.family_name),
+            given = escape(citizen.given_name),
+            birthdate = escape(citizen.birthdate),
+            birthplace = escape(birthplace),
+            country = escape(citizen.birthcountry),
+            gender = escape(citizen.gender),
+            usage = escape(citizen.preferred_username),
+            email = escape(citizen.email),
+            recipient = escape(&recipient.to_string()),
+            note = escape(citizen.note),
+        );
+    }
+    let body = format!(
+        r#"<h1>Personnes de démonstration</h1>
+<p>Ce fournisseur d'identité imite FranceConnect : il transmet au portail l'identité
+pivot de chaque personne (nom de naissance, prénoms, date et commune de naissance). Pour
+déposer un document à l'une d'elles avant qu'elle se connecte, un agent saisit ces
+champs tels quels dans le formulaire de dépôt, ou envoie le destinataire JSON indiqué
+à l'API. Ces personnes n'ont pas de numéro de registre national : il ne sert qu'aux
+connexions par le FAS belge. L'adresse électronique n'est jamais une identité.</p>
+<table>
+<caption>Identité transmise pour chaque personne</caption>
+<thead><tr><th scope="col">Nom de naissance (family_name)</th>
+<th scope="col">Prénoms (given_names)</th><th scope="col">Date de naissance (birthdate)</th>
+<th scope="col">Commune de naissance, code INSEE (birthplace)</th>
+<th scope="col">Pays de naissance (birthcountry)</th><th scope="col">Genre</th>
+<th scope="col">Nom d'usage</th><th scope="col">Adresse électronique</th>
+<th scope="col">Destinataire pour l'API</th><th scope="col">Particularité</th></tr></thead>
+<tbody>
+{rows}</tbody>
+</table>
+<p>On se connecte en l'une d'elles depuis la page de connexion du portail.</p>"#
+    );
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(page("Personnes de démonstration", &body))
+}
+
 /// A 400 page for a request the provider will not send back to any relying party.
 pub(super) fn refusal(reason: &str) -> HttpResponse {
     let body = format!(
@@ -76,6 +136,7 @@ fn page(title: &str, main: &str) -> String {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} — fournisseur d'identité de démonstration</title>
+<link rel="stylesheet" href="/static/app.css">
 </head>
 <body>
 <header><p><strong>Fournisseur d'identité de démonstration</strong></p></header>
