@@ -63,6 +63,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
         data_dir.path().display()
     );
+    // The test's own settings come first: top-level keys there would otherwise land
+    // in whichever table the database or storage section opened last.
+    toml.push_str(&options.extra_toml);
     if let Some(pg) = &postgres {
         toml.push_str(&format!(
             "[database]\nurl = \"{}\"\npool_size = 4\n",
@@ -70,7 +73,6 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ));
     }
     toml.push_str(&storage_toml(options.storage_down));
-    toml.push_str(&options.extra_toml);
     let config = Config::from_toml(&toml).unwrap();
     let application = Application::build(config).await.unwrap();
     let address = format!("http://{}", application.address());
