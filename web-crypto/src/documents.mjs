@@ -16,10 +16,27 @@ export async function sealText(recipient, text) {
   return encrypter.encrypt(String(text));
 }
 
+// One Decrypter per imported key: age derives the key's public half once per
+// Decrypter, and a vault page opens dozens of titles with the same key.
+const decrypters = new WeakMap();
+function decrypterFor(identity) {
+  if (typeof identity !== 'object' || identity === null) {
+    const decrypter = new Decrypter();
+    decrypter.addIdentity(identity);
+    return decrypter;
+  }
+  let decrypter = decrypters.get(identity);
+  if (!decrypter) {
+    decrypter = new Decrypter();
+    decrypter.addIdentity(identity);
+    decrypters.set(identity, decrypter);
+  }
+  return decrypter;
+}
+
 /** The text from sealText's bytes, opened with the vault identity (imported key or string). */
 export async function openSealed(identity, bytes) {
-  const decrypter = new Decrypter();
-  decrypter.addIdentity(identity);
+  const decrypter = decrypterFor(identity);
   try {
     return await decrypter.decrypt(bytes, 'text');
   } catch (cause) {
@@ -57,8 +74,7 @@ export function headerRecipientCount(headerBytes) {
  */
 export async function decryptDocument(identity, headerBytes, payloadStream) {
   inspectHeader(headerBytes);
-  const decrypter = new Decrypter();
-  decrypter.addIdentity(identity);
+  const decrypter = decrypterFor(identity);
   const ageFile = concatenate(headerBytes, markInterruptions(payloadStream));
   let plaintext;
   try {
