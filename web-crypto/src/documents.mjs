@@ -73,6 +73,7 @@ export function headerRecipientCount(headerBytes) {
  * stream itself failed). Nothing read before such an error may be kept.
  */
 export async function decryptDocument(identity, headerBytes, payloadStream) {
+  requireStream(payloadStream);
   inspectHeader(headerBytes);
   const decrypter = decrypterFor(identity);
   const ageFile = concatenate(headerBytes, markInterruptions(payloadStream));
@@ -93,6 +94,8 @@ export async function decryptDocument(identity, headerBytes, payloadStream) {
  * known as soon as encryption starts, before the plaintext is read.
  */
 export function encryptDocument(recipient, plaintextStream) {
+  // age treats anything but a ReadableStream as bytes to buffer whole: refuse early.
+  requireStream(plaintextStream);
   let resolveHeader;
   let rejectHeader;
   const header = new Promise((resolve, reject) => {
@@ -143,6 +146,10 @@ export function encryptDocument(recipient, plaintextStream) {
     },
   });
   return { header, payload };
+}
+
+function requireStream(stream) {
+  if (!(stream instanceof ReadableStream)) throw new VaultCryptoError('malformed');
 }
 
 function x25519Encrypter(recipient) {

@@ -238,6 +238,14 @@ describe('a document', () => {
     assert.equal(error?.kind, 'tampered', 'a changed nonce gives another payload key');
   });
 
+  test('given bytes or a Blob instead of a stream, is refused rather than read whole', async () => {
+    const { recipient, key } = await vault();
+    const { header, payload } = await encrypted(recipient, bytesOf('x'));
+    assert.throws(() => encryptDocument(recipient, bytesOf('x')), { kind: 'malformed' });
+    assert.throws(() => encryptDocument(recipient, new Blob(['x'])), { kind: 'malformed' });
+    await assert.rejects(decryptDocument(key, header, payload), { kind: 'malformed' });
+  });
+
   test("encrypted to another vault is refused as not for this vault", async () => {
     const mine = await vault();
     const theirs = await vault();
