@@ -96,6 +96,7 @@ export async function decryptDocument(identity, headerBytes, payloadStream) {
 export function encryptDocument(recipient, plaintextStream) {
   // age treats anything but a ReadableStream as bytes to buffer whole: refuse early.
   requireStream(plaintextStream);
+  const encrypter = x25519Encrypter(recipient);
   let resolveHeader;
   let rejectHeader;
   const header = new Promise((resolve, reject) => {
@@ -111,7 +112,6 @@ export function encryptDocument(recipient, plaintextStream) {
   // Reads age's output until the MAC line and the nonce are complete; what came
   // after them in the same chunk is the payload's beginning.
   const split = (async () => {
-    const encrypter = x25519Encrypter(recipient);
     reader = (await encrypter.encrypt(plaintextStream)).getReader();
     let buffered = new Uint8Array(0);
     for (;;) {

@@ -83,6 +83,7 @@ describe('sealed titles, file names and voucher codes', () => {
     const { recipient } = await vault();
     for (const bad of ['', 'age1', recipient.toUpperCase(), recipient.slice(0, -1), 'age1pq1' + 'q'.repeat(60)]) {
       await assert.rejects(sealText(bad, 'x'), { kind: 'malformed' }, bad);
+      assert.throws(() => encryptDocument(bad, new Blob(['x']).stream()), { kind: 'malformed' }, bad);
     }
   });
 });
