@@ -97,8 +97,13 @@ fn set_up_campaign(config: Config, count: usize, clients: usize) -> Campaign {
                         None,
                         Actor::Operator,
                     )?;
-                    let token = agents::issue_api_token(conn, &agent, Actor::Operator)?;
-                    Ok(token.reveal().to_owned())
+                    let request = agents::TokenRequest::lasting(
+                        agents::TokenName::parse("bench")?,
+                        0,
+                        eguichet::now(),
+                    );
+                    let issued = agents::issue_api_token(conn, &agent, &request, Actor::Operator)?;
+                    Ok(issued.token.reveal().to_owned())
                 })
                 .collect()
         })

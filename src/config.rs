@@ -234,6 +234,22 @@ pub struct SessionConfig {
     /// An agent's session ends after this many minutes without a request (default 30).
     #[serde(default = "default_agent_idle_minutes")]
     pub agent_idle_minutes: u32,
+    /// A new API token expires after this many days unless `eguichet agent token
+    /// --days` says otherwise (default 365; 0: tokens never expire).
+    #[serde(default = "default_api_token_days")]
+    pub api_token_days: u32,
+    /// Expired logins, sessions and other short-lived rows are purged this often by
+    /// one of the serving instances (default 15).
+    #[serde(default = "default_cleanup_interval_minutes")]
+    pub cleanup_interval_minutes: u32,
+    /// A revoked or expired API token is still listed (and refused as such) for this
+    /// many days, then purged (default 90).
+    #[serde(default = "default_ended_token_retention_days")]
+    pub ended_token_retention_days: u32,
+    /// Logins started and not finished that one client address may have pending at
+    /// once; beyond, `/login/…` answers 429 and stores nothing (default 100).
+    #[serde(default = "default_pending_logins_per_address")]
+    pub pending_logins_per_address: u32,
 }
 
 impl Default for SessionConfig {
@@ -242,8 +258,28 @@ impl Default for SessionConfig {
             idle_minutes: default_idle_minutes(),
             absolute_hours: default_absolute_hours(),
             agent_idle_minutes: default_agent_idle_minutes(),
+            api_token_days: default_api_token_days(),
+            cleanup_interval_minutes: default_cleanup_interval_minutes(),
+            ended_token_retention_days: default_ended_token_retention_days(),
+            pending_logins_per_address: default_pending_logins_per_address(),
         }
     }
+}
+
+fn default_api_token_days() -> u32 {
+    365
+}
+
+fn default_cleanup_interval_minutes() -> u32 {
+    15
+}
+
+fn default_ended_token_retention_days() -> u32 {
+    90
+}
+
+fn default_pending_logins_per_address() -> u32 {
+    100
 }
 
 fn default_agent_idle_minutes() -> u32 {
@@ -688,6 +724,13 @@ impl Config {
         {
             return invalid(
                 "session.idle_minutes, session.agent_idle_minutes and session.absolute_hours must be greater than 0",
+            );
+        }
+        if self.session.cleanup_interval_minutes == 0
+            || self.session.pending_logins_per_address == 0
+        {
+            return invalid(
+                "session.cleanup_interval_minutes and session.pending_logins_per_address must be greater than 0",
             );
         }
         let mut seen = std::collections::HashSet::new();

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod bulk;
 pub mod citizens;
+pub mod cleanup;
 pub mod config;
 pub mod crypto;
 pub mod dashboard;

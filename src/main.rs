@@ -4,9 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use eguichet::agents::api_tokens::{Revocation, TokenState};
 use eguichet::agents::credentials::{self, NewPassword};
-use eguichet::agents::{self, AgentEmail, Role};
+use eguichet::agents::{self, AgentEmail, Role, TokenName, TokenRequest};
 use eguichet::audit::{self, Actor, ChainCheck};
+use eguichet::cleanup::{self, CleanupOutcome, CleanupPolicy};
 use eguichet::config::Config;
 use eguichet::state::AppState;
 use eguichet::tenants::{self, Slug};
@@ -46,6 +48,9 @@ enum Command {
     Dashboard(DashboardCommand),
     /// Deliver every line of a CSV manifest through a portal's API.
     Deliver(DeliverArgs),
+    /// Purge expired logins, ended sessions and other short-lived rows once (what
+    /// `serve` does every `[session] cleanup_interval_minutes`); prints the counts.
+    Cleanup,
 }
 
 #[derive(Subcommand)]
@@ -89,12 +94,25 @@ enum AgentCommand {
         #[arg(long)]
         department: Option<String>,
     },
-    /// Print a new API token for an agent (shown once, stored hashed).
+    /// Print a new API token for an agent (shown once, stored hashed); or, with
+    /// `--list`, the agent's tokens; or, with `--revoke`, revoke one.
     Token {
         #[arg(long)]
         email: String,
         #[arg(long)]
         tenant: Option<String>,
+        /// What the token is for, e.g. "bulk delivery" (default "cli").
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Days until it expires; 0: never (default: `[session] api_token_days`).
+        #[arg(long)]
+        days: Option<u32>,
+        /// List the agent's tokens (name, dates, state; never the secret).
+        #[arg(long, conflicts_with_all = ["revoke", "days"])]
+        list: bool,
+        /// Revoke the agent's token with this id or name.
+        #[arg(long, value_name = "ID_OR_NAME", conflicts_with = "days")]
+        revoke: Option<String>,
     },
     /// Set an agent's password, read from standard input (never from the command
     /// line, which other users of the machine can see); lifts a lock-out.
@@ -218,6 +236,20 @@ fn run(config: Config, command: Command) -> anyhow::Result<()> {
         }
         // The client needs no database or keys of its own.
         Command::Deliver(args) => deliver(args),
+        Command::Cleanup => {
+            let state = AppState::open(config)?;
+            let policy = CleanupPolicy::from_config(&state.config);
+            match cleanup::run_cleanup_blocking(&state.db, policy, eguichet::now())? {
+                CleanupOutcome::Done(report) => {
+                    print!("{report}");
+                    Ok(())
+                }
+                CleanupOutcome::Skipped => {
+                    eprintln!("another instance is cleaning up right now; nothing done");
+                    Ok(())
+                }
+            }
+        }
         Command::Audit(AuditCommand::Verify { anchors }) => {
             let anchors_file =
                 anchors.map(|file| file.unwrap_or_else(|| config.audit_anchors_file()));
@@ -286,16 +318,57 @@ fn run_agent(state: AppState, command: AgentCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        AgentCommand::Token { email, tenant } => {
-            let email = AgentEmail::parse(&email)?;
-            let tenant = tenant_or_default(&state, tenant)?;
-            let token = state.db.write_blocking(|conn| -> anyhow::Result<_> {
-                let agent = agents::find_agent(conn, &tenant.id, &email)?
-                    .ok_or(agents::AgentError::Unknown)?;
-                Ok(agents::issue_api_token(conn, &agent, Actor::Operator)?)
+        AgentCommand::Token {
+            email,
+            tenant,
+            name,
+            days,
+            list,
+            revoke,
+        } => {
+            let agent = existing_agent(&state, &email, tenant)?;
+            if list {
+                let tokens = state.db.write_blocking(|conn| {
+                    agents::api_tokens::list_api_tokens(conn, &agent.id, eguichet::now())
+                })?;
+                print_tokens(&tokens);
+                return Ok(());
+            }
+            if let Some(id_or_name) = revoke {
+                let revoked = state.db.write_blocking(|conn| {
+                    agents::revoke_api_token(conn, &agent, &id_or_name, Actor::Operator)
+                })?;
+                return match revoked {
+                    Revocation::Revoked(id) => {
+                        eprintln!("token {id} of {} revoked", agent.email);
+                        Ok(())
+                    }
+                    Revocation::NotFound => anyhow::bail!(
+                        "{} has no unrevoked token with the id or name {id_or_name:?}",
+                        agent.email
+                    ),
+                    Revocation::Ambiguous => anyhow::bail!(
+                        "several tokens of {} are named {id_or_name:?}: revoke by id (see --list)",
+                        agent.email
+                    ),
+                };
+            }
+            let name = TokenName::parse(&name)?;
+            let days = days.unwrap_or(state.config.session.api_token_days);
+            let request = TokenRequest::lasting(name, days, eguichet::now());
+            let issued = state.db.write_blocking(|conn| {
+                agents::issue_api_token(conn, &agent, &request, Actor::Operator)
             })?;
+            match request.expires_at {
+                Some(at) => eprintln!(
+                    "token {} expires on {} UTC",
+                    issued.id,
+                    at.format("%Y-%m-%d %H:%M")
+                ),
+                None => eprintln!("token {} never expires", issued.id),
+            }
             // The only line on standard output, so scripts can capture it.
-            println!("{}", token.reveal());
+            println!("{}", issued.token.reveal());
             Ok(())
         }
         AgentCommand::Password { email, tenant } => {
@@ -335,6 +408,32 @@ fn run_agent(state: AppState, command: AgentCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// One line per token, tab-separated: id, name, created, expires, last used, state.
+fn print_tokens(tokens: &[agents::api_tokens::TokenListing]) {
+    let date = |at: Option<chrono::NaiveDateTime>, none: &str| {
+        at.map_or_else(
+            || none.to_owned(),
+            |at| at.format("%Y-%m-%d %H:%M").to_string(),
+        )
+    };
+    println!("id\tname\tcreated\texpires\tlast used\tstate");
+    for token in tokens {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            token.id,
+            token.name,
+            date(Some(token.created_at), ""),
+            date(token.expires_at, "never"),
+            date(token.last_used_at, "never"),
+            match token.state {
+                TokenState::Active => "active",
+                TokenState::Expired => "expired",
+                TokenState::Revoked => "revoked",
+            }
+        );
     }
 }
 

@@ -386,6 +386,10 @@ async fn an_agent_enrols_a_second_factor_then_logs_in_with_codes_used_once() {
         )
         .await;
     assert_eq!(changed.status(), StatusCode::OK);
+    // The agent's other sessions ended with it; this one goes on.
+    assert_eq!(browser.get("/agent").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(second.get("/agent").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(third.get("/agent").await.status(), StatusCode::OK);
     let refused = Browser::new(&app)
         .submit_password("secretariat@mairie.example", PASSWORD)
         .await;
@@ -406,10 +410,10 @@ async fn an_agent_enrols_a_second_factor_then_logs_in_with_codes_used_once() {
     assert!(!html.contains(&recovery[1]));
 
     // Logging out ends the session.
-    let csrf = browser.session_csrf().await;
-    let out = browser.post("/agent/logout", &[("csrf", &csrf)]).await;
+    let csrf = third.session_csrf().await;
+    let out = third.post("/agent/logout", &[("csrf", &csrf)]).await;
     assert_eq!(location(&out), "/agent/logout/done");
-    assert_eq!(browser.get("/agent").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(third.get("/agent").await.status(), StatusCode::SEE_OTHER);
 
     let actions = audit_actions(&app).await;
     for action in [

@@ -69,6 +69,40 @@ const README_COMMANDS: &[(&[&str], &str)] = &[
     ),
     (&["agent", "token", "--email", "agent@mairie.example"], ""),
     (
+        &[
+            "agent",
+            "token",
+            "--email",
+            "agent@mairie.example",
+            "--name",
+            "compta",
+            "--days",
+            "30",
+        ],
+        "",
+    ),
+    (
+        &[
+            "agent",
+            "token",
+            "--email",
+            "agent@mairie.example",
+            "--list",
+        ],
+        "",
+    ),
+    (
+        &[
+            "agent",
+            "token",
+            "--email",
+            "agent@mairie.example",
+            "--revoke",
+            "compta",
+        ],
+        "",
+    ),
+    (
         &["agent", "password", "--email", "dgs@mairie.example"],
         "une phrase de passe assez longue\n",
     ),
@@ -87,6 +121,7 @@ const README_COMMANDS: &[(&[&str], &str)] = &[
     (&["dashboard", "refill"], ""),
     (&["keys", "rotate"], ""),
     (&["audit", "verify"], ""),
+    (&["cleanup"], ""),
 ];
 
 #[test]

@@ -128,9 +128,17 @@ async fn a_worker_killed_between_claim_and_send_sends_the_notice_once_after_rest
             let email = AgentEmail::parse("agent@mairie.example")?;
             let agent =
                 agents::create_agent(conn, &tenant, &email, Role::Agent, None, Actor::Operator)?;
-            Ok(agents::issue_api_token(conn, &agent, Actor::Operator)?
-                .reveal()
-                .to_owned())
+            let request = agents::TokenRequest::lasting(
+                agents::TokenName::parse("tests")?,
+                0,
+                eguichet::now(),
+            );
+            Ok(
+                agents::issue_api_token(conn, &agent, &request, Actor::Operator)?
+                    .token
+                    .reveal()
+                    .to_owned(),
+            )
         })
         .await
         .unwrap();

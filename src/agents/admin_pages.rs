@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use super::api_tokens::{self, Revocation, TokenListing, TokenState};
 use super::org_chart::{self, AgentChanges, AgentListing, OrgChartError};
 use super::{AgentEmail, AgentError, Role};
 use crate::audit::Actor;
@@ -19,6 +20,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/agent/admin/agents", web::post().to(create_agent))
         .route("/agent/admin/agents/{id}", web::get().to(agent_page))
         .route("/agent/admin/agents/{id}", web::post().to(update_agent))
+        .route(
+            "/agent/admin/agents/{id}/tokens/{token}/revoke",
+            web::post().to(revoke_token),
+        )
         .route("/agent/admin/departments", web::get().to(departments_page))
         .route(
             "/agent/admin/departments",
@@ -250,26 +255,104 @@ async fn render_agent(
     error: Option<&'static str>,
 ) -> Result<HttpResponse, PageError> {
     let (tenant_id, agent_id) = (agent.agent.tenant_id.clone(), agent_id.to_owned());
-    let (listing, departments) = state
+    let now = crate::now();
+    let (listing, departments, tokens) = state
         .db
         .read(move |conn| -> Result<_, crate::db::DbError> {
+            let listing = org_chart::find_listing(conn, &tenant_id, &agent_id)?;
+            // Only once the agent is known to be of this tenant.
+            let tokens = match &listing {
+                Some(listing) => api_tokens::list_api_tokens(conn, &listing.id, now)?,
+                None => Vec::new(),
+            };
             Ok((
-                org_chart::find_listing(conn, &tenant_id, &agent_id)?,
+                listing,
                 tenants::list_departments(conn, &tenant_id)?,
+                tokens,
             ))
         })
         .await?;
     let listing = listing.ok_or_else(|| PageError::not_found(page.lang))?;
+    let tokens: Vec<TokenLine> = tokens.into_iter().map(TokenLine::from).collect();
     let is_self = listing.id == agent.agent.id;
     let mut context = agent.context(page);
     context.insert("member", &agent_line(listing, &departments));
     context.insert("departments", &departments);
     context.insert("roles", &ROLES.map(Role::as_str));
     context.insert("is_self", &is_self);
+    context.insert("tokens", &tokens);
     if let Some(error) = error {
         context.insert("error", error);
     }
     Ok(page.render(status, "admin_agent.html", &context))
+}
+
+/// An API token as the admin page shows it (dates in UTC, never the secret).
+#[derive(Serialize)]
+struct TokenLine {
+    id: String,
+    name: String,
+    created: String,
+    expires: Option<String>,
+    last_used: Option<String>,
+    state: TokenState,
+}
+
+impl From<TokenListing> for TokenLine {
+    fn from(token: TokenListing) -> Self {
+        let date = |at: chrono::NaiveDateTime| at.format("%Y-%m-%d %H:%M").to_string();
+        Self {
+            id: token.id,
+            name: token.name,
+            created: date(token.created_at),
+            expires: token.expires_at.map(date),
+            last_used: token.last_used_at.map(date),
+            state: token.state,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /agent/admin/agents/{id}/tokens/{token}/revoke`: revokes one of the agent's
+/// tokens (audited by the service).
+async fn revoke_token(
+    agent: AgentSession,
+    page: Page,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    agent.require(ADMIN)?;
+    agent.check_csrf(&form.csrf)?;
+    let (agent_id, token_id) = path.into_inner();
+    let admin = agent.agent.clone();
+    let target = agent_id.clone();
+    let revoked = state
+        .db
+        .write(move |conn| -> Result<_, crate::db::DbError> {
+            let Some(listing) = org_chart::find_listing(conn, &admin.tenant_id, &target)? else {
+                return Ok(None);
+            };
+            let owner = super::Agent {
+                id: listing.id,
+                tenant_id: admin.tenant_id.clone(),
+                email: listing.email,
+                role: listing.role,
+            };
+            api_tokens::revoke_api_token(conn, &owner, &token_id, Actor::Agent(admin.id.clone()))
+                .map(Some)
+        })
+        .await?;
+    match revoked {
+        None | Some(Revocation::NotFound | Revocation::Ambiguous) => {
+            Err(PageError::not_found(page.lang))
+        }
+        Some(Revocation::Revoked(_)) => Ok(see_other(&format!("/agent/admin/agents/{agent_id}"))),
+    }
 }
 
 async fn update_agent(

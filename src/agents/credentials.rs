@@ -347,14 +347,34 @@ fn ensure_row(conn: &mut Conn, agent_id: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Sets an agent's password (already hashed) and lifts any lock-out.
+/// Sets an agent's password (already hashed) and lifts any lock-out; every session of
+/// the agent ends (the operator's reset: whoever knew the old one is logged out).
 pub fn set_password_hash(
     conn: &mut Conn,
     agent: &Agent,
     password_hash: &str,
     actor: Actor,
 ) -> Result<(), DbError> {
+    replace_password_hash(conn, agent, password_hash, actor, None)
+}
+
+/// Sets the password like [`set_password_hash`], and ends every session of the agent
+/// but `keep` (the hashed id of the session that changed it, if any): whoever knew
+/// the old password is logged out.
+pub fn replace_password_hash(
+    conn: &mut Conn,
+    agent: &Agent,
+    password_hash: &str,
+    actor: Actor,
+    keep: Option<&str>,
+) -> Result<(), DbError> {
     ensure_row(conn, &agent.id)?;
+    crate::auth::sessions::end_sessions_but(
+        conn,
+        crate::auth::sessions::SessionKind::Agent,
+        &agent.id,
+        keep,
+    )?;
     diesel::update(agent_credentials::table.find(&agent.id))
         .set((
             agent_credentials::password_hash.eq(password_hash),

@@ -208,6 +208,7 @@ pub enum PasswordChange {
 pub async fn change_password(
     state: &AppState,
     agent: Agent,
+    session_id_hash: String,
     current: SecretString,
     new: credentials::NewPassword,
 ) -> Result<PasswordChange, AgentLoginError> {
@@ -254,7 +255,14 @@ pub async fn change_password(
                 return Ok(PasswordChange::WrongCurrent);
             };
             // Setting the password clears the count, this attempt's included.
-            credentials::set_password_hash(conn, &agent, &hashed, Actor::Agent(agent.id.clone()))?;
+            // The agent's other sessions end; this one goes on.
+            credentials::replace_password_hash(
+                conn,
+                &agent,
+                &hashed,
+                Actor::Agent(agent.id.clone()),
+                Some(&session_id_hash),
+            )?;
             Ok(PasswordChange::Changed)
         })
         .await
@@ -403,6 +411,7 @@ pub async fn check_code(
     pending: String,
     typed: String,
     enrolling: bool,
+    previous_session: Option<String>,
 ) -> Result<CodeOutcome, AgentLoginError> {
     let keys = state.keys.clone();
     let unix_time = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
@@ -468,7 +477,15 @@ pub async fn check_code(
             } else {
                 Vec::new()
             };
-            let session = open_agent_session(conn, policy, &agent, None, None, method)?;
+            let session = open_agent_session(
+                conn,
+                policy,
+                &agent,
+                None,
+                None,
+                method,
+                previous_session.as_deref(),
+            )?;
             Ok(CodeOutcome::LoggedIn(Box::new(LoggedIn {
                 agent,
                 session,
@@ -512,7 +529,9 @@ fn verify_code(
     }
 }
 
-/// Opens an agent session (a new id at each login) and records the login.
+/// Opens an agent session (a new id at each login) and records the login. The session
+/// the browser held before (`previous`, its cookie value), if any, ends: one browser,
+/// one session.
 pub fn open_agent_session(
     conn: &mut Conn,
     policy: SessionPolicy,
@@ -520,7 +539,11 @@ pub fn open_agent_session(
     provider_id: Option<&str>,
     id_token: Option<&str>,
     method: &str,
+    previous: Option<&str>,
 ) -> Result<NewSession, DbError> {
+    if let Some(previous) = previous {
+        sessions::end_session(conn, previous)?;
+    }
     let session = sessions::open_session(
         conn,
         policy,
@@ -624,6 +647,20 @@ pub fn amr_has_second_factor(amr: &[String]) -> bool {
         || factors
             .iter()
             .any(|kind| factors.iter().any(|other| other != kind))
+}
+
+/// Deletes the half-logged-in states (password given, code not) that expired; returns
+/// how many went.
+pub fn purge_expired_pending_logins(
+    conn: &mut Conn,
+    now: chrono::NaiveDateTime,
+) -> Result<usize, DbError> {
+    Ok(
+        diesel::delete(
+            agent_pending_logins::table.filter(agent_pending_logins::expires_at.le(now)),
+        )
+        .execute(conn)?,
+    )
 }
 
 #[cfg(test)]

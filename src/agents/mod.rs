@@ -2,6 +2,7 @@
 //! stored only as a SHA-256 hash (they are 256-bit random, so a plain hash suffices).
 
 pub mod admin_pages;
+pub mod api_tokens;
 pub mod credentials;
 pub mod login;
 pub mod org_chart;
@@ -12,10 +13,13 @@ mod token;
 use diesel::prelude::*;
 use serde::Serialize;
 
+pub use api_tokens::{
+    IssuedToken, TokenName, TokenRequest, agent_for_token, issue_api_token, revoke_api_token,
+};
 pub use token::{ApiToken, TokenError};
 
 use crate::audit::{self, Actor, AuditEvent};
-use crate::db::schema::{agents, api_tokens};
+use crate::db::schema::agents;
 use crate::db::{Conn, DbError};
 use crate::tenants::{Department, Tenant};
 
@@ -216,49 +220,6 @@ pub fn active_agents_with_email(
         .into_iter()
         .map(Agent::try_from)
         .collect()
-}
-
-/// Issues a new API token for an agent; the plain token is returned once.
-pub fn issue_api_token(
-    conn: &mut Conn,
-    agent: &Agent,
-    actor: Actor,
-) -> Result<ApiToken, AgentError> {
-    let token = ApiToken::generate();
-    let id = crate::new_id();
-    diesel::insert_into(api_tokens::table)
-        .values((
-            api_tokens::id.eq(&id),
-            api_tokens::tenant_id.eq(&agent.tenant_id),
-            api_tokens::agent_id.eq(&agent.id),
-            api_tokens::token_hash.eq(token.hash()),
-            api_tokens::created_at.eq(crate::now()),
-        ))
-        .execute(conn)?;
-    audit::record(
-        conn,
-        AuditEvent::new(actor, "api_token.issued")
-            .tenant(&agent.tenant_id)
-            .subject("agent", &agent.id)
-            .details(serde_json::json!({ "token_id": id })),
-    )?;
-    Ok(token)
-}
-
-/// The active agent owning this (unrevoked) token, if any. Runs on every API request.
-pub fn agent_for_token(conn: &mut Conn, token: &ApiToken) -> Result<Option<Agent>, DbError> {
-    // `get_result`, not `first`: the hash is unique, and SQLite prepares a statement
-    // with a bound `LIMIT` again at every execution.
-    agents::table
-        .inner_join(api_tokens::table)
-        .filter(api_tokens::token_hash.eq(token.hash()))
-        .filter(api_tokens::revoked_at.is_null())
-        .filter(agents::disabled_at.is_null())
-        .select(AgentRow::as_select())
-        .get_result(conn)
-        .optional()?
-        .map(Agent::try_from)
-        .transpose()
 }
 
 #[cfg(test)]

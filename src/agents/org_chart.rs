@@ -216,10 +216,21 @@ pub fn update_agent(
     diesel::update(agents::table.find(agent_id))
         .set(agents::role.eq(changes.role.as_str()))
         .execute(conn)?;
+    let mut ended = serde_json::Value::Null;
     if let Some(disabled_at) = disabled_at {
         diesel::update(agents::table.find(agent_id))
             .set(agents::disabled_at.eq(disabled_at))
             .execute(conn)?;
+        if disabled_at.is_some() {
+            // For good: enabling the account again later revives neither.
+            let tokens = super::api_tokens::revoke_all_api_tokens(conn, agent_id)?;
+            let sessions = crate::auth::sessions::end_sessions_of(
+                conn,
+                crate::auth::sessions::SessionKind::Agent,
+                agent_id,
+            )?;
+            ended = serde_json::json!({ "tokens_revoked": tokens, "sessions_ended": sessions });
+        }
     }
     diesel::delete(agent_departments::table.filter(agent_departments::agent_id.eq(agent_id)))
         .execute(conn)?;
@@ -240,6 +251,7 @@ pub fn update_agent(
                 "role": changes.role.as_str(),
                 "department_ids": wanted,
                 "disabled": changes.disabled,
+                "ended": ended,
             })),
     )?;
     Ok(())

@@ -114,3 +114,16 @@ fn pending(conn: &mut Conn, secret: &str) -> Result<Option<(String, String, Stri
         .first(conn)
         .optional()?)
 }
+
+/// Deletes the choices nobody made in time; returns how many went.
+pub fn purge_expired_choices(
+    conn: &mut Conn,
+    now: chrono::NaiveDateTime,
+) -> Result<usize, DbError> {
+    Ok(
+        diesel::delete(
+            agent_tenant_choices::table.filter(agent_tenant_choices::expires_at.le(now)),
+        )
+        .execute(conn)?,
+    )
+}

@@ -28,11 +28,21 @@ impl FromRequest for ApiAgent {
             let (Some(state), Some(token)) = (state, token) else {
                 return Err(ApiError::unauthorized());
             };
-            let agent = state
+            let now = crate::now();
+            // A revoked or expired token, or a disabled agent's, is refused as unknown.
+            let found = state
                 .db
-                .read(move |conn| agents::agent_for_token(conn, &token))
-                .await?;
-            agent.map(ApiAgent).ok_or_else(ApiError::unauthorized)
+                .read(move |conn| agents::agent_for_token(conn, &token, now))
+                .await?
+                .ok_or_else(ApiError::unauthorized)?;
+            if found.stale_last_use {
+                let token_id = found.token_id.clone();
+                state
+                    .db
+                    .write(move |conn| agents::api_tokens::record_token_use(conn, &token_id, now))
+                    .await?;
+            }
+            Ok(ApiAgent(found.agent))
         })
     }
 }

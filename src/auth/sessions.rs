@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
+use crate::auth::throttle::AddressKey;
 use crate::db::schema::{auth_flows, sessions};
 use crate::db::{Conn, DbError};
 
@@ -212,6 +213,26 @@ pub fn end_sessions_of(
     .execute(conn)?)
 }
 
+/// Ends every session of `kind` that `subject_id` holds except `keep` (a hashed id):
+/// a password change logs out everywhere else. Returns how many ended.
+pub fn end_sessions_but(
+    conn: &mut Conn,
+    kind: SessionKind,
+    subject_id: &str,
+    keep: Option<&str>,
+) -> Result<usize, DbError> {
+    let Some(keep) = keep else {
+        return end_sessions_of(conn, kind, subject_id);
+    };
+    Ok(diesel::delete(
+        sessions::table
+            .filter(sessions::kind.eq(kind.as_str()))
+            .filter(sessions::subject_id.eq(subject_id))
+            .filter(sessions::id_hash.ne(keep)),
+    )
+    .execute(conn)?)
+}
+
 /// What a login or logout redirect is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowPurpose {
@@ -241,7 +262,9 @@ pub struct Flow {
 }
 
 /// Records a redirect about to start with `state`, from the browser holding
-/// `browser_cookie`.
+/// `browser_cookie`. A login is counted against its client address (`limit`): when the
+/// address already has `limit.pending` unexpired flows, nothing is stored and the
+/// answer is false. Call inside a write transaction.
 pub fn record_flow(
     conn: &mut Conn,
     purpose: FlowPurpose,
@@ -249,8 +272,20 @@ pub fn record_flow(
     browser_cookie: &str,
     provider_id: &str,
     nonce: &str,
-) -> Result<(), DbError> {
+    limit: Option<FlowLimit<'_>>,
+) -> Result<bool, DbError> {
     let now = crate::now();
+    if let Some(limit) = &limit {
+        lock_address(conn, limit.address)?;
+        let pending: i64 = auth_flows::table
+            .filter(auth_flows::address_hash.eq(limit.address.as_str()))
+            .filter(auth_flows::expires_at.gt(now))
+            .count()
+            .get_result(conn)?;
+        if pending >= i64::from(limit.pending) {
+            return Ok(false);
+        }
+    }
     diesel::insert_into(auth_flows::table)
         .values((
             auth_flows::state_hash.eq(hash_secret(state)),
@@ -260,8 +295,28 @@ pub fn record_flow(
             auth_flows::nonce.eq(nonce),
             auth_flows::created_at.eq(now),
             auth_flows::expires_at.eq(now + delta(FLOW_LIFETIME)),
+            auth_flows::address_hash.eq(limit.map(|limit| limit.address.as_str())),
         ))
         .execute(conn)?;
+    Ok(true)
+}
+
+/// How many logins one client address may have pending.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowLimit<'a> {
+    pub address: &'a AddressKey,
+    pub pending: u32,
+}
+
+/// Makes concurrent logins from one address count one after the other, so that the
+/// count and the insert of `record_flow` act as one. SQLite has one writer at a time
+/// already; PostgreSQL takes a lock on the address for the transaction.
+fn lock_address(conn: &mut Conn, address: &AddressKey) -> Result<(), DbError> {
+    if let Conn::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7470))")
+            .bind::<diesel::sql_types::Text, _>(address.as_str())
+            .execute(pg)?;
+    }
     Ok(())
 }
 
@@ -286,14 +341,34 @@ pub fn consume_flow(
     Ok(consumed.map(|(provider_id, nonce)| Flow { provider_id, nonce }))
 }
 
-/// Deletes expired sessions and redirects; returns how many rows went.
-pub fn purge_expired(conn: &mut Conn) -> Result<usize, DbError> {
-    let now = crate::now();
-    let flows =
-        diesel::delete(auth_flows::table.filter(auth_flows::expires_at.le(now))).execute(conn)?;
-    let sessions =
-        diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)?;
-    Ok(flows + sessions)
+/// Deletes the redirects that expired before `now`; returns how many went.
+pub fn purge_expired_flows(conn: &mut Conn, now: NaiveDateTime) -> Result<usize, DbError> {
+    Ok(diesel::delete(auth_flows::table.filter(auth_flows::expires_at.le(now))).execute(conn)?)
+}
+
+/// Deletes the sessions that ended by `now`: past their absolute end, or idle longer
+/// than their kind's policy allows. Returns how many went.
+pub fn purge_ended_sessions(
+    conn: &mut Conn,
+    now: NaiveDateTime,
+    citizens: SessionPolicy,
+    agents: SessionPolicy,
+) -> Result<usize, DbError> {
+    let citizen_idle_since = now - delta(citizens.idle);
+    let agent_idle_since = now - delta(agents.idle);
+    Ok(diesel::delete(
+        sessions::table.filter(
+            sessions::expires_at
+                .le(now)
+                .or(sessions::kind
+                    .eq(SessionKind::Citizen.as_str())
+                    .and(sessions::last_seen_at.le(citizen_idle_since)))
+                .or(sessions::kind
+                    .eq(SessionKind::Agent.as_str())
+                    .and(sessions::last_seen_at.le(agent_idle_since))),
+        ),
+    )
+    .execute(conn)?)
 }
 
 /// Compares two secrets in constant time.

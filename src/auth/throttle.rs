@@ -39,6 +39,11 @@ impl AddressKey {
                 .finish(),
         )
     }
+
+    /// The keyed hash itself.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(QueryableByName)]
@@ -99,4 +104,14 @@ fn forget_old_windows(conn: &mut Conn, window_start: chrono::NaiveDateTime) -> R
     )
     .execute(conn)?;
     Ok(())
+}
+
+/// Deletes the addresses whose window has closed at `now`; returns how many went.
+pub fn purge_closed_windows(conn: &mut Conn, now: chrono::NaiveDateTime) -> Result<usize, DbError> {
+    let window_start = now - TimeDelta::from_std(LOGIN_FAILURE_WINDOW).unwrap_or(TimeDelta::MAX);
+    Ok(diesel::delete(
+        login_failures_by_address::table
+            .filter(login_failures_by_address::window_started_at.le(window_start)),
+    )
+    .execute(conn)?)
 }

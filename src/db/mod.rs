@@ -4,6 +4,7 @@
 
 pub mod chain_key;
 mod connection;
+pub mod lease;
 mod migrations;
 pub mod schema;
 

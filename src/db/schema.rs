@@ -48,6 +48,9 @@ diesel::table! {
         token_hash -> Text,
         created_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
+        name -> Text,
+        expires_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
     }
 }
 
@@ -134,6 +137,15 @@ diesel::table! {
         provider_id -> Text,
         nonce -> Text,
         created_at -> Timestamp,
+        expires_at -> Timestamp,
+        address_hash -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    maintenance_leases (name) {
+        name -> Text,
+        holder -> Text,
         expires_at -> Timestamp,
     }
 }
@@ -399,6 +411,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     citizen_logins,
     agent_tenant_choices,
     auth_flows,
+    maintenance_leases,
     login_failures_by_address,
     sessions,
     documents,

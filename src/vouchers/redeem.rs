@@ -319,3 +319,12 @@ fn recent_failures(
         .count()
         .get_result(conn)?)
 }
+
+/// Deletes refused scans recorded before `before` (past the limit's window, they count
+/// for nothing); returns how many went.
+pub fn purge_scan_failures(conn: &mut Conn, before: NaiveDateTime) -> Result<usize, DbError> {
+    Ok(
+        diesel::delete(voucher_scan_failures::table.filter(voucher_scan_failures::at.lt(before)))
+            .execute(conn)?,
+    )
+}

@@ -220,6 +220,13 @@ async fn submit_password(
     }
 }
 
+/// The agent session this browser holds already, if any: a new login ends it.
+fn agent_session_cookie(request: &HttpRequest) -> Option<String> {
+    request
+        .cookie(AGENT_SESSION_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+}
+
 fn pending_cookie(request: &HttpRequest) -> Option<String> {
     request
         .cookie(PENDING_COOKIE)
@@ -283,6 +290,7 @@ async fn submit_code(
         pending,
         form.into_inner().code,
         false,
+        agent_session_cookie(&request),
     )
     .await
     .map_err(|error| PageError::internal(page.lang, error))?;
@@ -371,6 +379,7 @@ async fn submit_enrolment(
         pending.clone(),
         form.into_inner().code,
         true,
+        agent_session_cookie(&request),
     )
     .await
     .map_err(|error| PageError::internal(page.lang, error))?;
@@ -473,6 +482,7 @@ async fn finish_provider_login(
     let policy = auth.agent_policy;
     let second_factor = auth.agent_second_factor;
     let provider_id = path.into_inner();
+    let previous = agent_session_cookie(&request);
     let outcome = state
         .db
         .write(move |conn| -> Result<_, crate::db::DbError> {
@@ -498,6 +508,7 @@ async fn finish_provider_login(
                         Some(&provider_id),
                         Some(&login.id_token),
                         "provider",
+                        previous.as_deref(),
                     )?)
                 }
                 ProviderLoginMatch::Several(agents) => {
@@ -594,6 +605,7 @@ async fn submit_tenant_choice(
         .ok_or_else(|| choice_expired(lang))?;
     let policy = auth.agent_policy;
     let agent_id = form.into_inner().agent;
+    let previous = agent_session_cookie(&request);
     let opened = state
         .db
         .write(move |conn| -> Result<_, crate::db::DbError> {
@@ -607,6 +619,7 @@ async fn submit_tenant_choice(
                 Some(&chosen.provider_id),
                 Some(&chosen.id_token),
                 "provider",
+                previous.as_deref(),
             )
             .map(Some)
         })
@@ -705,6 +718,7 @@ async fn provider_logout(
         &browser,
         provider_id,
         "",
+        None,
     )
     .await?;
     Ok(Some((url, browser)))
@@ -850,6 +864,7 @@ async fn change_password(
     let changed = agent_login::change_password(
         &state,
         agent.agent.clone(),
+        agent.session.id_hash.clone(),
         SecretString::from(form.current),
         new_password,
     )

@@ -7,6 +7,7 @@ use actix_web::http::header::{CLEAR_SITE_DATA, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use super::client_address::client_address;
 use super::page::see_other;
 use super::page::{Lang, Message, Page, PageError};
 use super::session::AuthState;
@@ -14,8 +15,9 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::assurance::provider_vouches_for_identity;
 use crate::auth::relying_party::{LoginError, VerifiedLogin};
 use crate::auth::sessions::{
-    self, BROWSER_COOKIE, EndedSession, FlowPurpose, SESSION_COOKIE, SessionKind,
+    self, BROWSER_COOKIE, EndedSession, FlowLimit, FlowPurpose, SESSION_COOKIE, SessionKind,
 };
+use crate::auth::throttle::AddressKey;
 use crate::citizens::{self, ProviderAccount};
 use crate::config::Audience;
 use crate::state::AppState;
@@ -101,15 +103,28 @@ pub(super) async fn redirect_to_provider(
         .await
         .map_err(|error| login_failed(page.lang, &error))?;
     let browser = browser_value(request);
-    remember_flow(
+    let address =
+        client_address(request).map(|address| AddressKey::of(&state.keys.hasher, address));
+    let recorded = remember_flow(
         state,
         purpose,
         &redirect.state,
         &browser,
         provider.id(),
         &redirect.nonce,
+        address,
     )
     .await?;
+    if !recorded {
+        // Logins started and never finished from this address: answer before storing more.
+        return Err(PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            page.lang,
+            "login-failed-title",
+            "login-error-too-many",
+        )
+        .with_cause("too many pending logins from one address"));
+    }
     Ok(HttpResponse::SeeOther()
         .insert_header((LOCATION, redirect.url.to_string()))
         .cookie(auth.cookie(BROWSER_COOKIE, browser))
@@ -195,6 +210,10 @@ async fn finish_login(
     let keys = state.keys.clone();
     let policy = auth.policy;
     let provider_id = path.into_inner();
+    // One browser, one session: the one it held before ends with this login.
+    let previous = request
+        .cookie(SESSION_COOKIE)
+        .map(|cookie| cookie.value().to_owned());
     let providers = auth.providers.clone();
     let opened = state
         .db
@@ -219,6 +238,9 @@ async fn finish_login(
                 &provider_vouches,
             )
             .map_err(|error| PageError::internal(lang, error))?;
+            if let Some(previous) = &previous {
+                sessions::end_session(conn, previous)?;
+            }
             let opened = sessions::open_session(
                 conn,
                 policy,
@@ -329,6 +351,7 @@ async fn provider_logout(
         return Ok(None);
     };
     let browser = browser_value(request);
+    // A logout needs a session: not counted against the address.
     remember_flow(
         state,
         FlowPurpose::Logout,
@@ -336,12 +359,15 @@ async fn provider_logout(
         &browser,
         &provider_id,
         "",
+        None,
     )
     .await?;
     Ok(Some((url, browser)))
 }
 
-/// Records a redirect to a provider, to be matched when the browser comes back.
+/// Records a redirect to a provider, to be matched when the browser comes back. With
+/// the client's `address`, refused (false, nothing stored) when that address already
+/// has `[session] pending_logins_per_address` logins pending.
 pub(super) async fn remember_flow(
     state: &AppState,
     purpose: FlowPurpose,
@@ -349,17 +375,30 @@ pub(super) async fn remember_flow(
     browser: &str,
     provider_id: &str,
     nonce: &str,
-) -> Result<(), PageError> {
+    address: Option<AddressKey>,
+) -> Result<bool, PageError> {
     let (flow_state, browser, provider_id, nonce) = (
         flow_state.to_owned(),
         browser.to_owned(),
         provider_id.to_owned(),
         nonce.to_owned(),
     );
+    let pending = state.config.session.pending_logins_per_address;
     Ok(state
         .db
         .write(move |conn| {
-            sessions::record_flow(conn, purpose, &flow_state, &browser, &provider_id, &nonce)
+            let limit = address
+                .as_ref()
+                .map(|address| FlowLimit { address, pending });
+            sessions::record_flow(
+                conn,
+                purpose,
+                &flow_state,
+                &browser,
+                &provider_id,
+                &nonce,
+                limit,
+            )
         })
         .await?)
 }

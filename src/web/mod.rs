@@ -149,6 +149,7 @@ impl Application {
     /// audit chain's head is anchored once more after the last request.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let sweeper = tokio::spawn(sweep_orphans_periodically(self.state.clone()));
+        let cleaner = tokio::spawn(crate::cleanup::cleanup_periodically(self.state.clone()));
         let notifier = tokio::spawn(self.notifier.run());
         let anchors_file = self.state.config.audit_anchors_file();
         let anchorer = tokio::spawn(crate::audit::anchors::anchor_periodically(
@@ -157,6 +158,7 @@ impl Application {
         ));
         let result = self.server.await;
         sweeper.abort();
+        cleaner.abort();
         notifier.abort();
         anchorer.abort();
         let db = self.state.db.clone();

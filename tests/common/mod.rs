@@ -213,9 +213,17 @@ impl TestApp {
                 };
                 let agent =
                     agents::create_agent(conn, &tenant, &email, role, None, Actor::Operator)?;
-                Ok(agents::issue_api_token(conn, &agent, Actor::Operator)?
-                    .reveal()
-                    .to_owned())
+                let request = agents::TokenRequest::lasting(
+                    agents::TokenName::parse("tests")?,
+                    0,
+                    eguichet::now(),
+                );
+                Ok(
+                    agents::issue_api_token(conn, &agent, &request, Actor::Operator)?
+                        .token
+                        .reveal()
+                        .to_owned(),
+                )
             })
             .await
             .unwrap()
