@@ -15,6 +15,7 @@ pub mod error;
 pub mod keys;
 pub mod notify;
 pub mod private_files;
+pub mod spreadsheet;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
