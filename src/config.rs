@@ -550,6 +550,23 @@ pub struct DefaultTenantConfig {
     /// (its `amr` claim); local accounts always use one.
     #[serde(default)]
     pub agent_second_factor: SecondFactorPolicy,
+    /// The commune's time zone, in which pages show times (`Europe/Paris`).
+    #[serde(default = "default_time_zone", deserialize_with = "time_zone")]
+    pub time_zone: chrono_tz::Tz,
+}
+
+fn default_time_zone() -> chrono_tz::Tz {
+    chrono_tz::Europe::Paris
+}
+
+/// An IANA time zone name, such as `Europe/Paris` or `Europe/Brussels`.
+fn time_zone<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<chrono_tz::Tz, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    name.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "unknown time zone {name:?} (an IANA name such as \"Europe/Paris\")"
+        ))
+    })
 }
 
 /// Whether a second factor is demanded of agents.
@@ -567,6 +584,7 @@ impl Default for DefaultTenantConfig {
             slug: default_tenant_slug(),
             name: default_tenant_name(),
             agent_second_factor: SecondFactorPolicy::default(),
+            time_zone: default_time_zone(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod dashboard;
 pub mod db;
 pub mod error;
 pub mod keys;
+pub mod local_time;
 pub mod notify;
 pub mod private_files;
 pub mod spreadsheet;
