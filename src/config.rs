@@ -79,17 +79,26 @@ pub struct DashboardConfig {
     /// filters cannot single anyone out (default 5; at least 2).
     #[serde(default = "default_small_count_threshold")]
     pub small_count_threshold: u32,
+    /// Every count shown is rounded to the nearest multiple of this (default 5; 1 shows
+    /// exact counts), so that subtracting two shown figures cannot reveal a hidden one.
+    #[serde(default = "default_rounding_base")]
+    pub rounding_base: u32,
 }
 
 impl Default for DashboardConfig {
     fn default() -> Self {
         Self {
             small_count_threshold: default_small_count_threshold(),
+            rounding_base: default_rounding_base(),
         }
     }
 }
 
 fn default_small_count_threshold() -> u32 {
+    5
+}
+
+fn default_rounding_base() -> u32 {
     5
 }
 
@@ -684,6 +693,9 @@ impl Config {
         }
         if self.dashboard.small_count_threshold < 2 {
             return invalid("dashboard.small_count_threshold must be at least 2");
+        }
+        if self.dashboard.rounding_base == 0 {
+            return invalid("dashboard.rounding_base must be at least 1 (1: exact counts)");
         }
         crate::db::DatabaseUrl::parse(self.database_url().expose_secret())
             .map_err(|error| ConfigError::Invalid(error.to_string()))?;

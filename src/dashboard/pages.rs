@@ -165,16 +165,18 @@ impl Dashboard {
     fn summary(&self, lang: Lang, rule: SmallCounts) -> Table {
         let documents = &self.documents;
         let vouchers = &self.vouchers;
+        // From the rounded figures: a share of the exact ones would give them back.
+        let (delivered, opened) = (
+            rule.round(documents.delivered),
+            rule.round(documents.opened),
+        );
         let share = rule
             .allows(&[documents.delivered, documents.opened])
             .then(|| {
-                if documents.delivered == 0 {
+                if delivered == 0 {
                     "—".to_owned()
                 } else {
-                    format!(
-                        "{} %",
-                        (documents.opened * 100 + documents.delivered / 2) / documents.delivered
-                    )
+                    format!("{} %", (opened * 100 + delivered / 2) / delivered)
                 }
             });
         let median = rule
@@ -434,6 +436,7 @@ async fn compute(state: &AppState, scope: Scope) -> Result<Dashboard, crate::db:
 fn rule(state: &AppState) -> SmallCounts {
     SmallCounts {
         threshold: i64::from(state.config.dashboard.small_count_threshold),
+        base: i64::from(state.config.dashboard.rounding_base),
     }
 }
 
@@ -519,7 +522,12 @@ fn csv_of(table: &Table) -> Result<Vec<u8>, csv::Error> {
         let mut writer = csv::WriterBuilder::new()
             .delimiter(b';')
             .from_writer(&mut bytes);
-        writer.write_record(table.headers.iter().map(|cell| neutralise_formula(cell).into_owned()))?;
+        writer.write_record(
+            table
+                .headers
+                .iter()
+                .map(|cell| neutralise_formula(cell).into_owned()),
+        )?;
         for line in &table.lines {
             let mut record = vec![neutralise_formula(&line.label).into_owned()];
             record.extend(
@@ -571,16 +579,24 @@ mod tests {
             name: "vouchers-per-site",
             caption: String::new(),
             headers: vec!["Lieu".into(), "=Retraits".into()],
-            lines: ["=HYPERLINK(\"http://x\")", "+33", "-Parc", "@SUM(A1)", "\tTab", "\rCR", "Mairie"]
-                .iter()
-                .map(|label| Line {
-                    label: (*label).to_owned(),
-                    cells: vec![Shown {
-                        value: Some(10),
-                        text: "10".into(),
-                    }],
-                })
-                .collect(),
+            lines: [
+                "=HYPERLINK(\"http://x\")",
+                "+33",
+                "-Parc",
+                "@SUM(A1)",
+                "\tTab",
+                "\rCR",
+                "Mairie",
+            ]
+            .iter()
+            .map(|label| Line {
+                label: (*label).to_owned(),
+                cells: vec![Shown {
+                    value: Some(10),
+                    text: "10".into(),
+                }],
+            })
+            .collect(),
             chart: None,
             note: None,
         };
@@ -595,7 +611,16 @@ mod tests {
             .collect();
         assert_eq!(
             cells,
-            ["Lieu", "'=HYPERLINK(\"http://x\")", "'+33", "'-Parc", "'@SUM(A1)", "'\tTab", "'\rCR", "Mairie"]
+            [
+                "Lieu",
+                "'=HYPERLINK(\"http://x\")",
+                "'+33",
+                "'-Parc",
+                "'@SUM(A1)",
+                "'\tTab",
+                "'\rCR",
+                "Mairie"
+            ]
         );
         assert!(String::from_utf8_lossy(&bytes).contains("'=Retraits"));
     }
