@@ -340,8 +340,8 @@ fn redeem_through_http(
                     let status = response.status().as_u16();
                     let answer: serde_json::Value = response.json().await.unwrap();
                     let outcome = answer["outcome"].as_str().unwrap_or_default();
-                    let repeated = answer["repeated"].as_bool().unwrap_or(false);
-                    match (status, outcome, repeated) {
+                    let replayed = answer["replayed"].as_bool().unwrap_or(false);
+                    match (status, outcome, replayed) {
                         (200, "collected", false) => {
                             taken[index].fetch_add(1, Ordering::Relaxed);
                         }

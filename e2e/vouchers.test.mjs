@@ -1,9 +1,10 @@
 // A voucher campaign in a real browser against the real server binary: an administrator
 // creates a campaign, adds a distribution site, sends a households file that is refused,
 // then imports households for the mail-merge file and for the printed letters (both
-// downloads read back); at the site a code is typed and handed over, typed again, and
-// mistyped; a distributor account, created through the admin pages and logged in on
-// another device, is told the voucher was already collected there. Every page goes
+// downloads read back); at the site a code is typed and handed over, typed again (a
+// warning: already handed over at this desk), and mistyped; a distributor account,
+// created through the admin pages and logged in on another device, is told the voucher
+// was already handed over at another desk of the site. Every page goes
 // through the checks of support.mjs, at 320 px wide and on a desktop. A last test shows
 // a letter's QR code to a fake camera and lets the scan page read it by itself.
 
@@ -291,15 +292,13 @@ async function campaignJourney(pass, viewport) {
     });
     await admin.check('scan-collected');
 
-    // The same code again from this device: the hand-over is confirmed, not refused.
-    const again = await scan(admin, first.code_qr);
-    assert.equal(again.kind, 'scan-repeated');
-    assert.equal(
-      again.heading,
-      "À remettre (ce retrait vient d'être enregistré depuis cet appareil)",
-    );
-    assert.equal(again.detail, `3 × ${ITEM}`);
-    await admin.check('scan-repeated');
+    // The same code again from this device, at once: never a hand-over, but a warning
+    // saying when and where it was handed over.
+    const again = await scan(admin, first.code_qr, { status: 409 });
+    assert.equal(again.kind, 'scan-already');
+    assert.match(again.heading, /^Déjà remis à \d{2}:\d{2} à ce poste — ne pas remettre à nouveau$/);
+    assert.equal(again.detail, null);
+    await admin.check('scan-already-this-desk');
 
     // A code with a wrong check character.
     const second = issued[1].code_qr;
@@ -341,9 +340,11 @@ async function campaignJourney(pass, viewport) {
     await other.waitForURL(scanUrl);
     const already = await scan(distributor, first.code, { status: 409 });
     assert.equal(already.kind, 'scan-already');
-    assert.equal(already.heading, 'Déjà retiré');
-    assert.match(already.detail, /^retiré le \d{2}\/\d{2}\/\d{4} \d{2}:\d{2} — /);
-    assert.ok(already.detail.endsWith(site.name), `the site is named: ${already.detail}`);
+    assert.match(
+      already.heading,
+      /^Déjà remis à \d{2}:\d{2} à un autre poste de ce lieu — ne pas remettre à nouveau$/,
+    );
+    assert.equal(already.detail, null);
     await distributor.check('scan-already');
 
     // Back at the campaign, one voucher is counted as collected.

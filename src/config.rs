@@ -79,17 +79,26 @@ pub struct DashboardConfig {
     /// filters cannot single anyone out (default 5; at least 2).
     #[serde(default = "default_small_count_threshold")]
     pub small_count_threshold: u32,
+    /// Every count shown is rounded to the nearest multiple of this (default 5; 1 shows
+    /// exact counts), so that subtracting two shown figures cannot reveal a hidden one.
+    #[serde(default = "default_rounding_base")]
+    pub rounding_base: u32,
 }
 
 impl Default for DashboardConfig {
     fn default() -> Self {
         Self {
             small_count_threshold: default_small_count_threshold(),
+            rounding_base: default_rounding_base(),
         }
     }
 }
 
 fn default_small_count_threshold() -> u32 {
+    5
+}
+
+fn default_rounding_base() -> u32 {
     5
 }
 
@@ -586,6 +595,23 @@ pub struct DefaultTenantConfig {
     /// (its `amr` claim); local accounts always use one.
     #[serde(default)]
     pub agent_second_factor: SecondFactorPolicy,
+    /// The commune's time zone, in which pages show times (`Europe/Paris`).
+    #[serde(default = "default_time_zone", deserialize_with = "time_zone")]
+    pub time_zone: chrono_tz::Tz,
+}
+
+fn default_time_zone() -> chrono_tz::Tz {
+    chrono_tz::Europe::Paris
+}
+
+/// An IANA time zone name, such as `Europe/Paris` or `Europe/Brussels`.
+fn time_zone<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<chrono_tz::Tz, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    name.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "unknown time zone {name:?} (an IANA name such as \"Europe/Paris\")"
+        ))
+    })
 }
 
 /// Whether a second factor is demanded of agents.
@@ -603,6 +629,7 @@ impl Default for DefaultTenantConfig {
             slug: default_tenant_slug(),
             name: default_tenant_name(),
             agent_second_factor: SecondFactorPolicy::default(),
+            time_zone: default_time_zone(),
         }
     }
 }
@@ -702,6 +729,9 @@ impl Config {
         }
         if self.dashboard.small_count_threshold < 2 {
             return invalid("dashboard.small_count_threshold must be at least 2");
+        }
+        if self.dashboard.rounding_base == 0 {
+            return invalid("dashboard.rounding_base must be at least 1 (1: exact counts)");
         }
         crate::db::DatabaseUrl::parse(self.database_url().expose_secret())
             .map_err(|error| ConfigError::Invalid(error.to_string()))?;

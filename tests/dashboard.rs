@@ -187,21 +187,22 @@ async fn the_figures_match_a_known_data_set_and_small_counts_are_hidden() {
     let page = official.get("/agent/dashboard").await;
     assert_eq!(page.status(), StatusCode::OK);
     let page = page.text().await.unwrap();
+    // Counts are rounded to multiples of 5 (`rounding_base`), shares computed from them.
     for expected in [
-        cell("Documents déposés", "8"),
+        cell("Documents déposés", "10"),
         cell("Documents ouverts", "5"),
-        cell("Part des documents ouverts", "63 %"),
+        cell("Part des documents ouverts", "50 %"),
         // Estimated from the 15-minute band 3 h – 3 h 15 (`dashboard::delays`).
         cell("Délai médian avant ouverture", "3 h 8 min"),
         cell("Documents retirés par la commune", "0"),
         cell("Bons valides émis", "10"),
-        cell("Bons retirés", "8"),
+        cell("Bons retirés", "10"),
         // Two left: a small count.
         cell("Bons restant à retirer", "&lt; 5"),
-        cell("École", "6"),
+        cell("École", "5"),
         cell("Mairie", "&lt; 5"),
         // Seven sent, five of them reminders; one failed, a small count.
-        "<th scope=\"row\">courriel</th><td>7</td><td>&lt; 5</td><td>0</td><td>5</td>".to_owned(),
+        "<th scope=\"row\">courriel</th><td>5</td><td>&lt; 5</td><td>0</td><td>5</td>".to_owned(),
     ] {
         assert!(page.contains(&expected), "{expected}\n{page}");
     }
@@ -226,8 +227,8 @@ async fn the_figures_match_a_known_data_set_and_small_counts_are_hidden() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains(&cell("Documents déposés", "6")), "{page}");
-    assert!(page.contains(&cell("Part des documents ouverts", "83 %")));
+    assert!(page.contains(&cell("Documents déposés", "5")), "{page}");
+    assert!(page.contains(&cell("Part des documents ouverts", "100 %")));
     // Narrowed further, the counts become small: hidden, and nothing derived shown.
     let page = official
         .get("/agent/dashboard?department=finances")
@@ -252,8 +253,8 @@ async fn the_figures_match_a_known_data_set_and_small_counts_are_hidden() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains(&cell("Documents déposés", "6")), "{page}");
-    assert!(page.contains(&cell("Bons retirés", "8")));
+    assert!(page.contains(&cell("Documents déposés", "5")), "{page}");
+    assert!(page.contains(&cell("Bons retirés", "10")));
     // The scope in words, which also goes to paper.
     assert!(page.contains("Masques ·"), "{page}");
     assert!(page.contains("Période\u{a0}:"), "{page}");
@@ -288,12 +289,79 @@ async fn the_figures_match_a_known_data_set_and_small_counts_are_hidden() {
         .unwrap();
     assert!(
         sites.contains("Lieu;Bons retirés")
-            && sites.contains("École;6")
+            && sites.contains("École;5")
             && sites.contains("Mairie;< 5")
     );
     assert_eq!(
         official.get("/agent/dashboard/unknown.csv").await.status(),
         StatusCode::NOT_FOUND
+    );
+}
+
+/// The "Documents déposés" figure of the summary CSV for a filter.
+async fn delivered_shown(browser: &common::agent_browser::AgentBrowser, filter: &str) -> String {
+    let csv = browser
+        .get(&format!("/agent/dashboard/summary.csv?{filter}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    csv.lines()
+        .find_map(|line| line.strip_prefix("Documents déposés;"))
+        .unwrap()
+        .to_owned()
+}
+
+/// The exact counts a shown figure may stand for.
+fn possible_counts(shown: &str, threshold: i64, base: i64) -> Vec<i64> {
+    match shown.strip_prefix("< ") {
+        Some(_) => (1..threshold).collect(),
+        None => {
+            let shown: i64 = shown.parse().unwrap();
+            (0..=shown + base)
+                .filter(|count| {
+                    (*count == 0 && shown == 0)
+                        || (*count >= threshold
+                            && (shown - base / 2..=shown + (base - 1) / 2).contains(count))
+                })
+                .collect()
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hidden_count_cannot_be_found_by_subtracting_two_shown_ones() {
+    let app = spawn_app().await;
+    known_data_set(&app).await;
+    let official = app
+        .agent_browser("elu@mairie.example", Role::Official, None, &[])
+        .await;
+    let (threshold, base) = (
+        i64::from(app.state.config.dashboard.small_count_threshold),
+        i64::from(app.state.config.dashboard.rounding_base),
+    );
+    // Eight documents: six of `etat-civil`, two of `finances` (a small count).
+    let hidden = delivered_shown(&official, "department=finances").await;
+    assert_eq!(hidden, "< 5");
+    let all = delivered_shown(&official, "").await;
+    let others = delivered_shown(&official, "department=etat-civil").await;
+    // Everything minus the other department: every hidden value stays possible.
+    let mut candidates: Vec<i64> = Vec::new();
+    for total in possible_counts(&all, threshold, base) {
+        for other in possible_counts(&others, threshold, base) {
+            let rest = total - other;
+            if possible_counts(&hidden, threshold, base).contains(&rest)
+                && !candidates.contains(&rest)
+            {
+                candidates.push(rest);
+            }
+        }
+    }
+    candidates.sort_unstable();
+    assert_eq!(
+        candidates,
+        [1, 2, 3, 4],
+        "all {all} minus etat-civil {others} narrows the hidden count"
     );
 }
 

@@ -205,6 +205,20 @@ async fn redeemed_count(app: &TestApp) -> i64 {
     .await
 }
 
+/// When the (only) collected voucher was collected, as `HH:MM` in Paris time.
+async fn collected_at_local(app: &TestApp) -> String {
+    let at: chrono::NaiveDateTime = query(app, |conn| {
+        vouchers::table
+            .filter(vouchers::redeemed_at.is_not_null())
+            .select(vouchers::redeemed_at.assume_not_null())
+            .first(conn)
+    })
+    .await;
+    eguichet::local_time::local_time(at, chrono_tz::Europe::Paris)
+        .format("%H:%M")
+        .to_string()
+}
+
 /// Every text column of every voucher row, to check what the database keeps.
 async fn stored_voucher_text(app: &TestApp) -> String {
     let rows: Vec<(String, String, String, String)> = query(app, |conn| {
@@ -256,14 +270,29 @@ async fn a_campaign_from_import_to_collection() {
     let (status, page) = scan(&first, &campaign.site, &typed).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("scan-collected") && page.contains("2 × masques lavables"));
-    // The same device again (a double tap, a retry): the original success.
+    // The same desk again at once (a household coming back, a photocopy): never a
+    // hand-over, but when and where it was handed over, in the commune's time.
+    let at = collected_at_local(&app).await;
     let (status, page) = scan(&first, &campaign.site, &codes[0].1).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("scan-repeated"), "{page}");
-    // Another distributor: already collected, with when and where.
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        !page.contains("scan-collected") && page.contains("scan-already"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "Déjà remis à {at} à ce poste — ne pas remettre à nouveau"
+        )),
+        "{at}: {page}"
+    );
+    // Another desk of the same site.
     let (status, page) = scan(&second, &campaign.site, &codes[0].1).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert!(page.contains("scan-already") && page.contains("Salle des fêtes Masques mai 2020"));
+    assert!(
+        page.contains("scan-already")
+            && page.contains(&format!("Déjà remis à {at} à un autre poste de ce lieu")),
+        "{page}"
+    );
     // The default allotment applies where the file left it empty.
     let (status, page) = scan(&second, &campaign.site, &codes[1].1).await;
     assert_eq!(status, StatusCode::OK);
@@ -546,7 +575,7 @@ async fn concurrent_scans_redeem_each_code_exactly_once() {
         let (code_index, status, body) = scan.await.unwrap();
         match status {
             StatusCode::OK => {
-                assert_eq!(body["repeated"], Value::Null, "{body}");
+                assert_eq!(body["replayed"], Value::Null, "{body}");
                 wins[code_index] += 1;
             }
             StatusCode::CONFLICT => assert_eq!(body["outcome"], "already_collected"),
@@ -556,6 +585,259 @@ async fn concurrent_scans_redeem_each_code_exactly_once() {
     assert_eq!(wins, [1; 8]);
     let redeemed = redeemed_count(&app).await;
     assert_eq!(redeemed, 8);
+}
+
+/// The hidden fields of the scan form on `page`: its CSRF and one-time tokens.
+fn scan_form_tokens(page: &str) -> (String, String) {
+    let fields = common::html::hidden_fields(page);
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.clone())
+            .unwrap_or_else(|| panic!("no {name} in {page}"))
+    };
+    (field("csrf"), field("scan_token"))
+}
+
+/// Sends a scan form with its one-time token, as the browser does.
+async fn send_form(
+    browser: &AgentBrowser,
+    site: &str,
+    (csrf, token): &(String, String),
+    code: &str,
+) -> (StatusCode, String) {
+    let answer = browser
+        .post(
+            &format!("/agent/scan/{site}"),
+            &[("csrf", csrf), ("scan_token", token), ("code", code)],
+        )
+        .await;
+    (answer.status(), answer.text().await.unwrap())
+}
+
+/// What the page says in its answer box.
+fn answer_box(page: &str) -> &str {
+    let start = page.find("<div class=\"scan-answer").unwrap();
+    &page[start..start + page[start..].find("</div>").unwrap()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_scan_form_sent_twice_scans_once_and_shows_the_same_answer() {
+    let app = spawn_app().await;
+    let agent = app
+        .agent_browser("agent@mairie.example", Role::Agent, None, &[])
+        .await;
+    let campaign = create_campaign(&agent, "Masques").await;
+    let codes = issue_households(&agent, &campaign.id).await;
+    let desk = distributor(&app, "distrib@mairie.example", &campaign.site).await;
+    let scan_page = format!("/agent/scan/{}", campaign.site);
+    let form = scan_form_tokens(&desk.get(&scan_page).await.text().await.unwrap());
+
+    // A double click: the second submission shows the first one's answer.
+    let (status, first) = send_form(&desk, &campaign.site, &form, &codes[0].1).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(first.contains("scan-collected") && first.contains("2 × masques lavables"));
+    let (status, again) = send_form(&desk, &campaign.site, &form, &codes[0].1).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(answer_box(&again), answer_box(&first));
+    assert_eq!(redeemed_count(&app).await, 1);
+    // Nothing was counted as a refused scan either.
+    let failures: i64 = query(&app, |conn| {
+        voucher_scan_failures::table.count().get_result(conn)
+    })
+    .await;
+    assert_eq!(failures, 0);
+
+    // The answer page carries a new token: the next form is a new scan, and a code
+    // collected before is never a hand-over, even sent twice.
+    let next = scan_form_tokens(&first);
+    assert_ne!(next.1, form.1);
+    for _ in 0..2 {
+        let (status, page) = send_form(&desk, &campaign.site, &next, &codes[0].1).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{page}");
+        assert!(
+            !page.contains("scan-collected") && page.contains("à ce poste"),
+            "{page}"
+        );
+    }
+
+    // Two submissions of one form at the same instant: one scan, the same answer twice.
+    let form = scan_form_tokens(&desk.get(&scan_page).await.text().await.unwrap());
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let (first, second) = tokio::join!(
+        async {
+            barrier.wait().await;
+            send_form(&desk, &campaign.site, &form, &codes[1].1).await
+        },
+        async {
+            barrier.wait().await;
+            send_form(&desk, &campaign.site, &form, &codes[1].1).await
+        }
+    );
+    assert_eq!((first.0, second.0), (StatusCode::OK, StatusCode::OK));
+    assert!(first.1.contains("scan-collected"), "{}", first.1);
+    assert_eq!(answer_box(&first.1), answer_box(&second.1));
+    assert_eq!(redeemed_count(&app).await, 2);
+
+    // A used token sent with another code scans that code: it absorbs nothing else.
+    let (status, page) = send_form(&desk, &campaign.site, &form, &codes[2].1).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("5 × masques lavables"));
+    // Another agent cannot use this desk's token to replay its answer.
+    let other = distributor(&app, "autre@mairie.example", &campaign.site).await;
+    let other_csrf = other.csrf().await;
+    let (status, page) = send_form(
+        &other,
+        &campaign.site,
+        &(other_csrf, form.1.clone()),
+        &codes[1].1,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{page}");
+    assert!(page.contains("à un autre poste de ce lieu"), "{page}");
+    assert_eq!(redeemed_count(&app).await, 3);
+}
+
+#[tokio::test]
+async fn an_api_request_sent_again_with_its_idempotency_key_redeems_once() {
+    let app = spawn_app().await;
+    let agent = app
+        .agent_browser("agent@mairie.example", Role::Agent, None, &[])
+        .await;
+    let campaign = create_campaign(&agent, "Masques").await;
+    let codes = issue_households(&agent, &campaign.id).await;
+    let token = app
+        .agent_token("scanner@mairie.example", Role::Distributor)
+        .await;
+    let url = format!(
+        "{}/api/v1/voucher-sites/{}/redemptions",
+        app.address, campaign.site
+    );
+    let send = |key: Option<&str>, code: &str| {
+        let mut request = app
+            .client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&json!({ "code": code, "device": "scanner-1" }));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        async move {
+            let answer = request.send().await.unwrap();
+            (answer.status(), answer.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = send(Some("scan-0001"), &codes[0].1).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["allotment"], 2);
+    assert_eq!(first["replayed"], Value::Null);
+    // The retry: the first answer, marked as such, and nothing redeemed again.
+    let (status, retry) = send(Some("scan-0001"), &codes[0].1).await;
+    assert_eq!(status, StatusCode::OK, "{retry}");
+    assert_eq!(
+        (retry["outcome"].as_str(), retry["replayed"].as_bool()),
+        (Some("collected"), Some(true))
+    );
+    assert_eq!(redeemed_count(&app).await, 1);
+    // A new request for the same code: collected before, at this desk.
+    let (status, repeat) = send(Some("scan-0002"), &codes[0].1).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{repeat}");
+    assert_eq!(repeat["outcome"], "already_collected");
+    assert_eq!(repeat["collected_where"], "this_desk");
+    let (status, repeat) = send(None, &codes[0].1).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{repeat}");
+    // The same key for another code is a client's mistake, refused.
+    let (status, reused) = send(Some("scan-0001"), &codes[1].1).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reused}");
+    assert_eq!(reused["error"], "idempotency_key_reused");
+    assert_eq!(redeemed_count(&app).await, 1);
+    // Keys are each agent's own.
+    let other = app
+        .agent_token("scanner2@mairie.example", Role::Distributor)
+        .await;
+    let answer = app
+        .client
+        .post(&url)
+        .bearer_auth(&other)
+        .header("Idempotency-Key", "scan-0001")
+        .json(&json!({ "code": codes[1].1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let (status, malformed) = send(Some("two words"), &codes[2].1).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{malformed}");
+    assert_eq!(redeemed_count(&app).await, 2);
+}
+
+#[tokio::test]
+async fn expired_scan_requests_are_purged() {
+    use eguichet::db::schema::voucher_scan_requests;
+    use eguichet::vouchers::scan_requests::{issue_form_token, purge_expired_scan_requests};
+    let app = spawn_app().await;
+    let hasher = app.state.keys.clone();
+    let now = eguichet::now();
+    let purged = app
+        .state
+        .db
+        .write(move |conn| -> Result<usize, eguichet::db::DbError> {
+            for hours_ago in [0, 13, 30] {
+                let at = now - chrono::TimeDelta::hours(hours_ago);
+                issue_form_token(conn, &hasher.hasher, "tenant", "agent", "site", at)?;
+            }
+            purge_expired_scan_requests(conn, now)
+        })
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    let left: i64 = query(&app, |conn| {
+        voucher_scan_requests::table.count().get_result(conn)
+    })
+    .await;
+    assert_eq!(left, 1);
+}
+
+#[tokio::test]
+async fn only_the_scanning_pages_may_use_the_camera() {
+    let app = spawn_app().await;
+    let agent = app
+        .agent_browser("agent@mairie.example", Role::Agent, None, &[])
+        .await;
+    let campaign = create_campaign(&agent, "Masques").await;
+    let desk = distributor(&app, "distrib@mairie.example", &campaign.site).await;
+    let policy = |response: &reqwest::Response| {
+        response.headers()["permissions-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let scan_page = desk.get(&format!("/agent/scan/{}", campaign.site)).await;
+    let csrf = desk.csrf().await;
+    let answer = desk
+        .post(
+            &format!("/agent/scan/{}", campaign.site),
+            &[("csrf", &csrf), ("code", "X")],
+        )
+        .await;
+    for scanning in [policy(&scan_page), policy(&answer)] {
+        assert!(scanning.starts_with("camera=(self),"), "{scanning}");
+        assert!(scanning.contains("microphone=()") && scanning.contains("geolocation=()"));
+    }
+    for path in [
+        "/",
+        "/agent/scan",
+        "/agent",
+        "/agent/vouchers",
+        "/no-such-page",
+    ] {
+        let response = desk.get(path).await;
+        let elsewhere = policy(&response);
+        assert!(elsewhere.starts_with("camera=(),"), "{path}: {elsewhere}");
+        assert!(elsewhere.contains("microphone=()") && !elsewhere.contains("(self)"));
+    }
+    let api = app.get("/api/v1/openapi.json").await;
+    assert!(policy(&api).starts_with("camera=(),"));
 }
 
 #[tokio::test]

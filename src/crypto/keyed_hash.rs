@@ -25,6 +25,9 @@ pub enum HashDomain {
     ScanDevice,
     /// A client address (or IPv6 network) counted by the login limits.
     ClientAddress,
+    /// A scan form's one-time token or an API Idempotency-Key (with the code it
+    /// carried), to recognise the same submission coming back.
+    ScanRequest,
 }
 
 impl HashDomain {
@@ -38,6 +41,7 @@ impl HashDomain {
             Self::VoucherHousehold => b"eguichet/voucher-household/v1",
             Self::ScanDevice => b"eguichet/scan-device/v1",
             Self::ClientAddress => b"eguichet/client-address/v1",
+            Self::ScanRequest => b"eguichet/scan-request/v1",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The elected officials' dashboard: what went out and what was collected, never who.
-//! Figures come from the database (`figures`), small counts are hidden by one rule
-//! (`SmallCounts`), charts are drawn on the server (`charts`), and every table can be
-//! downloaded as CSV (`pages`).
+//! Figures come from the database (`figures`), small counts are hidden and every other
+//! count rounded by one rule (`SmallCounts`), charts are drawn on the server (`charts`),
+//! and every table can be downloaded as CSV (`pages`).
 
 pub mod charts;
 pub mod delays;
@@ -15,9 +15,16 @@ use serde::Serialize;
 /// The small-count rule: a count from 1 to `threshold - 1` is shown as "< threshold",
 /// and nothing derived from it is shown, so that narrowing the filters cannot single
 /// anyone out. Zero is shown: it tells nothing about a person.
+///
+/// Every other count, totals and their parts alike, is rounded to the nearest multiple
+/// of `base`: otherwise a hidden count is the difference of two shown ones (everything
+/// minus the other departments). Rounding leaves each shown figure `base / 2` either
+/// way, so a difference of two of them no longer pins a small count down.
 #[derive(Debug, Clone, Copy)]
 pub struct SmallCounts {
     pub threshold: i64,
+    /// 1 shows exact counts.
+    pub base: i64,
 }
 
 /// A count as the page and the CSV show it.
@@ -37,10 +44,23 @@ impl SmallCounts {
                 text: format!("< {}", self.threshold),
             }
         } else {
+            let rounded = self.round(count);
             Shown {
-                value: Some(count),
-                text: count.to_string(),
+                value: Some(rounded),
+                text: rounded.to_string(),
             }
+        }
+    }
+
+    /// The nearest multiple of the base (halves up); a count shown is never rounded
+    /// to zero, which would say "nobody".
+    pub fn round(self, count: i64) -> i64 {
+        let base = self.base.max(1);
+        let rounded = (count + base / 2).div_euclid(base) * base;
+        if count > 0 && rounded == 0 {
+            base
+        } else {
+            rounded
         }
     }
 
@@ -61,7 +81,10 @@ mod tests {
 
     #[test]
     fn counts_from_one_to_the_threshold_are_hidden() {
-        let rule = SmallCounts { threshold: 5 };
+        let rule = SmallCounts {
+            threshold: 5,
+            base: 1,
+        };
         assert_eq!(rule.show(0).text, "0");
         for count in 1..5 {
             assert_eq!(rule.show(count).text, "< 5");
@@ -70,5 +93,26 @@ mod tests {
         assert_eq!(rule.show(5).value, Some(5));
         assert!(rule.allows(&[0, 5, 120]));
         assert!(!rule.allows(&[120, 3]));
+    }
+
+    #[test]
+    fn shown_counts_are_rounded_to_the_base() {
+        let rule = SmallCounts {
+            threshold: 5,
+            base: 5,
+        };
+        let shown: Vec<String> = [0, 4, 5, 6, 7, 8, 12, 13, 122]
+            .into_iter()
+            .map(|count| rule.show(count).text)
+            .collect();
+        assert_eq!(shown, ["0", "< 5", "5", "5", "5", "10", "10", "15", "120"]);
+        assert_eq!(rule.show(8).value, Some(10));
+        // A base above the threshold never shows a count as zero.
+        let coarse = SmallCounts {
+            threshold: 3,
+            base: 10,
+        };
+        assert_eq!(coarse.show(3).text, "10");
+        assert_eq!(coarse.show(0).text, "0");
     }
 }

@@ -12,6 +12,7 @@ use super::charts::{Bar, bar_chart};
 use super::figures::{self, ChannelFigures, DocumentFigures, Scope, VoucherFigures};
 use super::{Shown, SmallCounts};
 use crate::agents::Role;
+use crate::spreadsheet::neutralise_formula;
 use crate::state::AppState;
 use crate::tenants::{self, Department};
 use crate::vouchers::campaigns::{self, Campaign};
@@ -164,16 +165,18 @@ impl Dashboard {
     fn summary(&self, lang: Lang, rule: SmallCounts) -> Table {
         let documents = &self.documents;
         let vouchers = &self.vouchers;
+        // From the rounded figures: a share of the exact ones would give them back.
+        let (delivered, opened) = (
+            rule.round(documents.delivered),
+            rule.round(documents.opened),
+        );
         let share = rule
             .allows(&[documents.delivered, documents.opened])
             .then(|| {
-                if documents.delivered == 0 {
+                if delivered == 0 {
                     "—".to_owned()
                 } else {
-                    format!(
-                        "{} %",
-                        (documents.opened * 100 + documents.delivered / 2) / documents.delivered
-                    )
+                    format!("{} %", (opened * 100 + delivered / 2) / delivered)
                 }
             });
         let median = rule
@@ -433,6 +436,7 @@ async fn compute(state: &AppState, scope: Scope) -> Result<Dashboard, crate::db:
 fn rule(state: &AppState) -> SmallCounts {
     SmallCounts {
         threshold: i64::from(state.config.dashboard.small_count_threshold),
+        base: i64::from(state.config.dashboard.rounding_base),
     }
 }
 
@@ -510,16 +514,27 @@ async fn table_csv(
 }
 
 /// A table as CSV for a spreadsheet: UTF-8 with a BOM, `;`, hidden counts as "< 5".
+/// Labels come from agents (site, department, campaign names): no cell may start a
+/// formula.
 fn csv_of(table: &Table) -> Result<Vec<u8>, csv::Error> {
     let mut bytes = "\u{feff}".as_bytes().to_vec();
     {
         let mut writer = csv::WriterBuilder::new()
             .delimiter(b';')
             .from_writer(&mut bytes);
-        writer.write_record(&table.headers)?;
+        writer.write_record(
+            table
+                .headers
+                .iter()
+                .map(|cell| neutralise_formula(cell).into_owned()),
+        )?;
         for line in &table.lines {
-            let mut record = vec![line.label.clone()];
-            record.extend(line.cells.iter().map(|cell| cell.text.clone()));
+            let mut record = vec![neutralise_formula(&line.label).into_owned()];
+            record.extend(
+                line.cells
+                    .iter()
+                    .map(|cell| neutralise_formula(&cell.text).into_owned()),
+            );
             writer.write_record(&record)?;
         }
         writer.flush()?;
@@ -556,6 +571,58 @@ mod tests {
     fn a_colon_follows_each_languages_typography() {
         assert_eq!(Lang::Fr.text("dashboard-colon"), "\u{a0}:");
         assert_eq!(Lang::En.text("dashboard-colon"), ":");
+    }
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        let table = Table {
+            name: "vouchers-per-site",
+            caption: String::new(),
+            headers: vec!["Lieu".into(), "=Retraits".into()],
+            lines: [
+                "=HYPERLINK(\"http://x\")",
+                "+33",
+                "-Parc",
+                "@SUM(A1)",
+                "\tTab",
+                "\rCR",
+                "Mairie",
+            ]
+            .iter()
+            .map(|label| Line {
+                label: (*label).to_owned(),
+                cells: vec![Shown {
+                    value: Some(10),
+                    text: "10".into(),
+                }],
+            })
+            .collect(),
+            chart: None,
+            note: None,
+        };
+        let bytes = csv_of(&table).unwrap();
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(b';')
+            .has_headers(false)
+            .from_reader(&bytes[3..]);
+        let cells: Vec<String> = reader
+            .records()
+            .map(|record| record.unwrap()[0].to_owned())
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                "Lieu",
+                "'=HYPERLINK(\"http://x\")",
+                "'+33",
+                "'-Parc",
+                "'@SUM(A1)",
+                "'\tTab",
+                "'\rCR",
+                "Mairie"
+            ]
+        );
+        assert!(String::from_utf8_lossy(&bytes).contains("'=Retraits"));
     }
 
     #[test]

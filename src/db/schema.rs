@@ -334,6 +334,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    voucher_scan_requests (id) {
+        id -> Text,
+        tenant_id -> Text,
+        agent_id -> Text,
+        site_id -> Text,
+        key_hash -> Text,
+        code_hash -> Nullable<Text>,
+        outcome -> Nullable<Text>,
+        created_at -> Timestamp,
+        consumed_at -> Nullable<Timestamp>,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(departments -> tenants (tenant_id));
 diesel::joinable!(agents -> tenants (tenant_id));
 diesel::joinable!(api_tokens -> agents (agent_id));
@@ -425,6 +440,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     voucher_sites,
     vouchers,
     voucher_scan_failures,
+    voucher_scan_requests,
     dashboard_documents,
     dashboard_open_delays,
     dashboard_notices,

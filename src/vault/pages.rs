@@ -164,7 +164,7 @@ async fn vault_list(
         .read(move |conn| held_vouchers(conn, &keys.master, &citizen_id))
         .await
         .map_err(|error| PageError::internal(lang, error))?;
-    let (to_collect, done) = voucher_views(lang, held);
+    let (to_collect, done) = voucher_views(lang, state.config.tenant.time_zone, held);
     // A withdrawn document stays listed (with why) but no longer waits for anyone.
     let waiting = lines.iter().filter(|line| line.withdrawn.is_none()).count();
     let mut context = citizen.context(&page);
@@ -198,7 +198,11 @@ struct VoucherDone {
 
 /// Splits the citizen's vouchers into those to collect (with their QR code) and the
 /// others, which no longer show a code.
-fn voucher_views(lang: Lang, held: Vec<HeldVoucher>) -> (Vec<VoucherToCollect>, Vec<VoucherDone>) {
+fn voucher_views(
+    lang: Lang,
+    zone: chrono_tz::Tz,
+    held: Vec<HeldVoucher>,
+) -> (Vec<VoucherToCollect>, Vec<VoucherDone>) {
     let day = |date: chrono::NaiveDate| match lang {
         Lang::Fr => date.format("%d/%m/%Y").to_string(),
         Lang::En => date.format("%Y-%m-%d").to_string(),
@@ -219,7 +223,7 @@ fn voucher_views(lang: Lang, held: Vec<HeldVoucher>) -> (Vec<VoucherToCollect>, 
                 sites: voucher.sites,
             }),
             HeldState::Collected { at, site } => done.push(VoucherDone {
-                state: collected_when_where(lang, at, &site),
+                state: collected_when_where(lang, zone, at, &site),
                 campaign: voucher.campaign,
                 commune: voucher.commune,
             }),

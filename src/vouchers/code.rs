@@ -19,7 +19,7 @@ const GROUP: usize = 4;
 pub struct VoucherCode(String);
 
 /// Why a typed or scanned code was refused; safe to show to the distributor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum CodeError {
     #[error("a code has {expected} characters; this one has {found}")]
     Length { expected: usize, found: usize },

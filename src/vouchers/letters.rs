@@ -16,6 +16,7 @@ use subsetter::GlyphRemapper;
 use unicode_normalization::UnicodeNormalization;
 
 use super::VoucherCode;
+use crate::spreadsheet::neutralise_formula;
 
 /// A4 in PostScript points.
 const PAGE_WIDTH: f32 = 595.28;
@@ -404,16 +405,6 @@ pub fn write_mail_merge_csv<'a, W: Write>(
     }
     writer.flush()?;
     Ok(rows)
-}
-
-/// A spreadsheet runs a cell that starts with one of these as a formula (CSV injection);
-/// a leading apostrophe makes it text.
-fn neutralise_formula(field: &str) -> Cow<'_, str> {
-    if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        Cow::Owned(format!("'{field}"))
-    } else {
-        Cow::Borrowed(field)
-    }
 }
 
 /// Text as drawn: composed (a decomposed "é" would need two glyphs), control characters

@@ -13,6 +13,7 @@ pub mod pages;
 pub mod print;
 pub mod redeem;
 pub mod scan_pages;
+pub mod scan_requests;
 pub mod vault;
 
 use chrono::NaiveDateTime;

@@ -271,7 +271,10 @@ async fn refused(
     let key = error_key(&error).ok_or_else(|| PageError::internal(page.lang, &error))?;
     let mut message = page.lang.text(key);
     if let VoucherError::AlreadyCollected { at, site } = &error {
-        message = format!("{message} {}", collected_when_where(page.lang, *at, site));
+        message = format!(
+            "{message} {}",
+            collected_when_where(page.lang, state.config.tenant.time_zone, *at, site)
+        );
     }
     let lines = match error {
         VoucherError::Lines(lines) => lines
@@ -314,9 +317,12 @@ async fn render_refusal(
 /// "on 12/05/2020 at 10:42, Salle des fêtes".
 pub(crate) fn collected_when_where(
     lang: Lang,
+    zone: chrono_tz::Tz,
     at: chrono::NaiveDateTime,
     site: &Option<String>,
 ) -> String {
+    // The database keeps UTC; people read the commune's time.
+    let at = crate::local_time::local_time(at, zone);
     let when = match lang {
         Lang::Fr => at.format("%d/%m/%Y %H:%M").to_string(),
         Lang::En => at.format("%Y-%m-%d %H:%M").to_string(),

@@ -1,10 +1,13 @@
 //! Redeeming a code at a distribution site. Single use rests on one conditional UPDATE:
 //! when two sites scan the same code at the same instant, the database lets exactly one
-//! of them change the row. Everything else here only explains a refusal.
+//! of them change the row. Everything else here only explains a refusal. A code scanned
+//! again is never answered as a success, whoever scans it and however soon: the same
+//! submission coming back is recognised by its one-time key (`scan_requests`).
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Integer, Nullable, Text, Timestamp};
+use serde::{Deserialize, Serialize};
 
 use super::campaigns::{Campaign, Site};
 use super::{CodeError, VoucherCode};
@@ -12,10 +15,6 @@ use crate::agents::Agent;
 use crate::crypto::{HashDomain, KeyedHasher};
 use crate::db::schema::{voucher_campaigns, voucher_scan_failures, voucher_sites, vouchers};
 use crate::db::{Conn, DbError, sql_on_either_engine};
-
-/// A scan repeated by the same device at the same site within this time is the same
-/// pickup (a network retry, a double tap), not a second one.
-const REPEAT_WINDOW_MINUTES: i64 = 10;
 
 /// One scan (or typed code) at a site.
 pub struct Scan<'a> {
@@ -37,25 +36,35 @@ pub struct FailureLimit {
     pub window_minutes: u32,
 }
 
-/// What the distributor is told.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the distributor is told (kept with a scan request, to answer its repeat).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ScanOutcome {
-    /// Hand over the allotment. `repeated` when this device's earlier scan already
-    /// recorded the pickup.
+    /// Hand over the allotment: this scan recorded the pickup.
     Collected {
         allotment: i32,
-        repeated: bool,
     },
-    /// Already handed over, then and there.
+    /// Already handed over, then (UTC) and there: nothing to hand over.
     AlreadyCollected {
         at: NaiveDateTime,
-        site: Option<String>,
+        place: CollectedPlace,
     },
     Refused(ScanRefusal),
 }
 
+/// Where an already collected voucher was handed over, as seen from the desk that
+/// scans it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CollectedPlace {
+    /// This very device recorded the pickup.
+    ThisDesk,
+    /// Another desk of this site (or a device that sent no id).
+    ThisSite,
+    /// Another site, by its name (none if the site is no longer known).
+    OtherSite(Option<String>),
+}
+
 /// Why nothing was handed over.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ScanRefusal {
     /// Not a code: wrong length, foreign character or wrong check character.
     Malformed(CodeError),
@@ -118,10 +127,7 @@ pub fn redeem(
     };
     let device = scan.device.map(|device| device_hash(hasher, device));
     if let Some(allotment) = mark_redeemed(conn, scan, &code_hash, device.as_deref(), now)? {
-        return Ok(ScanOutcome::Collected {
-            allotment,
-            repeated: false,
-        });
+        return Ok(ScanOutcome::Collected { allotment });
     }
     explain(conn, scan, &code_hash, device.as_deref(), now)
 }
@@ -169,15 +175,12 @@ fn mark_redeemed(
 type VoucherState = (
     String,
     String,
-    String,
     Option<NaiveDateTime>,
     Option<NaiveDateTime>,
     Option<String>,
     Option<String>,
     Option<String>,
-    Option<String>,
     Option<NaiveDateTime>,
-    i32,
 );
 
 /// Nothing was changed: find out why, and record the failure.
@@ -200,30 +203,24 @@ fn explain(
         .select((
             vouchers::campaign_id,
             voucher_campaigns::name,
-            vouchers::id,
             vouchers::revoked_at,
             vouchers::redeemed_at,
-            vouchers::redeemed_by,
             vouchers::redeemed_device,
             voucher_sites::id.nullable(),
             voucher_sites::name.nullable(),
             voucher_campaigns::closed_at,
-            vouchers::allotment,
         ))
         .get_result(conn)
         .optional()?;
     let Some((
         campaign_id,
         campaign_name,
-        _id,
         revoked_at,
         redeemed_at,
-        redeemed_by,
         redeemed_device,
         site_id,
         site_name,
         closed_at,
-        allotment,
     )) = found
     else {
         return refuse(conn, scan, ScanRefusal::Unknown, now);
@@ -232,20 +229,18 @@ fn explain(
         return refuse(conn, scan, ScanRefusal::OtherCampaign(campaign_name), now);
     }
     if let Some(at) = redeemed_at {
-        let same_device = device.is_some() && redeemed_device.as_deref() == device;
-        let same_hands = redeemed_by.as_deref() == Some(scan.agent.id.as_str())
-            && site_id.as_deref() == Some(scan.site.id.as_str());
-        if same_device && same_hands && now - at <= TimeDelta::minutes(REPEAT_WINDOW_MINUTES) {
-            return Ok(ScanOutcome::Collected {
-                allotment,
-                repeated: true,
-            });
-        }
+        // However soon and from whichever device: a household coming back, or a
+        // photocopied letter, is told apart from a success.
+        let here = site_id.as_deref() == Some(scan.site.id.as_str());
+        let place = if here && device.is_some() && redeemed_device.as_deref() == device {
+            CollectedPlace::ThisDesk
+        } else if here {
+            CollectedPlace::ThisSite
+        } else {
+            CollectedPlace::OtherSite(site_name)
+        };
         record_failure(conn, scan, "already_collected", now)?;
-        return Ok(ScanOutcome::AlreadyCollected {
-            at,
-            site: site_name,
-        });
+        return Ok(ScanOutcome::AlreadyCollected { at, place });
     }
     if revoked_at.is_some() {
         return refuse(conn, scan, ScanRefusal::Revoked, now);

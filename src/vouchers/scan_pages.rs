@@ -1,6 +1,8 @@
 //! The distributor's pages: pick a site of an open campaign, then scan codes there
 //! with the camera (a script served by the portal decodes the QR code and fills the
-//! field) or type them. Each answer says at once what to hand over, or why not.
+//! field) or type them. Each answer says at once what to hand over, or why not; a code
+//! scanned again says when and where it was handed over. Each form carries a one-time
+//! token, so that the same form sent twice scans once and shows the same answer.
 
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::http::StatusCode;
@@ -9,19 +11,22 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::campaigns::{self, Campaign, Site};
-use super::pages::collected_when_where;
-use super::redeem::{self, FailureLimit, Scan, ScanOutcome, ScanRefusal};
+use super::redeem::{CollectedPlace, FailureLimit, Scan, ScanOutcome, ScanRefusal};
+use super::scan_requests::{self, Submission, SubmissionKey};
 use super::{CodeError, VoucherCode};
 use crate::agents::Role;
+use crate::local_time::local_time;
 use crate::state::AppState;
 use crate::web::agent_session::AgentSession;
+use crate::web::middleware::PERMISSIONS_POLICY_CAMERA;
 use crate::web::page::{Lang, Page, PageError};
 use crate::web::session::AuthState;
 
 /// Who scans: distributors, and agents helping at a site.
 pub const SCANNING_ROLES: &[Role] = &[Role::Admin, Role::Agent, Role::Distributor];
 
-/// The cookie naming this device, so a repeated scan from it is recognised.
+/// The cookie naming this device, so that a code scanned again can be said to have
+/// been handed over "at this desk".
 const DEVICE_COOKIE: &str = "eg_scan_device";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -88,7 +93,16 @@ async fn scan_page(
 ) -> Result<HttpResponse, PageError> {
     agent.require(SCANNING_ROLES)?;
     let (campaign, site) = find_site(&agent, &page, &state, &path).await?;
-    let mut response = render(&agent, &page, &campaign, &site, StatusCode::OK, None);
+    let token = issue_form_token(&state, &agent, &site).await?;
+    let mut response = render(
+        &agent,
+        &page,
+        &campaign,
+        &site,
+        &token,
+        StatusCode::OK,
+        None,
+    );
     if request.cookie(DEVICE_COOKIE).is_none() {
         let mut device = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut device);
@@ -102,9 +116,39 @@ async fn scan_page(
     Ok(response)
 }
 
+/// A one-time token for the next scan form at this site.
+async fn issue_form_token(
+    state: &AppState,
+    agent: &AgentSession,
+    site: &Site,
+) -> Result<String, PageError> {
+    let (keys, tenant_id, agent_id, site_id) = (
+        state.keys.clone(),
+        agent.agent.tenant_id.clone(),
+        agent.agent.id.clone(),
+        site.id.clone(),
+    );
+    Ok(state
+        .db
+        .write(move |conn| {
+            scan_requests::issue_form_token(
+                conn,
+                &keys.hasher,
+                &tenant_id,
+                &agent_id,
+                &site_id,
+                crate::now(),
+            )
+        })
+        .await?)
+}
+
 #[derive(Deserialize)]
 struct ScanForm {
     csrf: String,
+    /// The form's one-time token (a page from before tokens has none).
+    #[serde(default)]
+    scan_token: Option<String>,
     #[serde(default)]
     code: String,
     #[serde(default)]
@@ -114,7 +158,7 @@ struct ScanForm {
 /// The answer as the page shows it.
 #[derive(Serialize)]
 struct Answer {
-    /// `collected`, `repeated`, `already` or `refused`: the page's colour and icon.
+    /// `collected`, `already` or `refused`: the page's colour and icon.
     kind: &'static str,
     heading: String,
     detail: Option<String>,
@@ -134,7 +178,11 @@ async fn scan(
     let device = request
         .cookie(DEVICE_COOKIE)
         .map(|cookie| cookie.value().to_owned());
-    let outcome = redeem_for(
+    let token = form
+        .scan_token
+        .as_deref()
+        .filter(|token| !token.is_empty() && token.len() <= 64);
+    let submission = redeem_for(
         &state,
         &agent.agent,
         &campaign,
@@ -142,10 +190,21 @@ async fn scan(
         &form.code,
         form.identity_checked.is_some(),
         device.as_deref(),
+        token.map(|token| SubmissionKey::FormToken(token.to_owned())),
     )
     .await
     .map_err(|error| PageError::internal(page.lang, error))?;
-    let answer = answer(page.lang, &campaign, &outcome);
+    let outcome = submission
+        .outcome()
+        .cloned()
+        .ok_or_else(|| PageError::internal(page.lang, "a form token cannot be reused"))?;
+    let answer = answer(
+        page.lang,
+        state.config.tenant.time_zone,
+        &campaign,
+        &outcome,
+    );
+    let next_token = issue_form_token(&state, &agent, &site).await?;
     let status = match outcome {
         ScanOutcome::Collected { .. } => StatusCode::OK,
         ScanOutcome::AlreadyCollected { .. } => StatusCode::CONFLICT,
@@ -160,13 +219,18 @@ async fn scan(
         &page,
         &campaign,
         &site,
+        &next_token,
         status,
         Some(answer),
     ))
 }
 
 /// Reads a typed or scanned code and redeems it for an agent at a site (the page and
-/// the API).
+/// the API), once per submission when the submission has a key.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site each in the page and the API, every argument named"
+)]
 pub async fn redeem_for(
     state: &AppState,
     agent: &crate::agents::Agent,
@@ -175,7 +239,8 @@ pub async fn redeem_for(
     typed: &str,
     identity_checked: bool,
     device: Option<&str>,
-) -> Result<ScanOutcome, crate::db::DbError> {
+    key: Option<SubmissionKey>,
+) -> Result<Submission, crate::db::DbError> {
     let code: Result<VoucherCode, CodeError> = VoucherCode::parse(typed);
     let limit = FailureLimit {
         max_failures: state.config.limits.max_failed_scans,
@@ -191,7 +256,7 @@ pub async fn redeem_for(
     state
         .db
         .write(move |conn| {
-            redeem::redeem(
+            scan_requests::redeem_once(
                 conn,
                 &keys.hasher,
                 limit,
@@ -203,35 +268,57 @@ pub async fn redeem_for(
                     identity_checked,
                     device: device.as_deref(),
                 },
+                key.as_ref(),
             )
         })
         .await
 }
 
-fn answer(lang: Lang, campaign: &Campaign, outcome: &ScanOutcome) -> Answer {
-    let hand_over = |allotment: i32| format!("{allotment} × {}", campaign.item);
+/// "at 14:03" today, "on 2020-05-12 at 14:03" another day, in the commune's time.
+pub(crate) fn when_text(lang: Lang, zone: chrono_tz::Tz, at: chrono::NaiveDateTime) -> String {
+    let (at, today) = (local_time(at, zone), local_time(crate::now(), zone).date());
+    let time = at.format("%H:%M").to_string();
+    if at.date() == today {
+        lang.text_with("scan-when-today", &[("time", time)])
+    } else {
+        let date = match lang {
+            Lang::Fr => at.format("%d/%m/%Y").to_string(),
+            Lang::En => at.format("%Y-%m-%d").to_string(),
+        };
+        lang.text_with("scan-when-day", &[("date", date), ("time", time)])
+    }
+}
+
+fn answer(lang: Lang, zone: chrono_tz::Tz, campaign: &Campaign, outcome: &ScanOutcome) -> Answer {
     match outcome {
-        ScanOutcome::Collected {
-            allotment,
-            repeated: false,
-        } => Answer {
+        ScanOutcome::Collected { allotment } => Answer {
             kind: "collected",
             heading: lang.text("scan-collected"),
-            detail: Some(hand_over(*allotment)),
+            detail: Some(format!("{allotment} × {}", campaign.item)),
         },
-        ScanOutcome::Collected {
-            allotment,
-            repeated: true,
-        } => Answer {
-            kind: "repeated",
-            heading: lang.text("scan-repeated"),
-            detail: Some(hand_over(*allotment)),
-        },
-        ScanOutcome::AlreadyCollected { at, site } => Answer {
-            kind: "already",
-            heading: lang.text("scan-already"),
-            detail: Some(collected_when_where(lang, *at, site)),
-        },
+        ScanOutcome::AlreadyCollected { at, place } => {
+            let when = when_text(lang, zone, *at);
+            let heading = match place {
+                CollectedPlace::ThisDesk => {
+                    lang.text_with("scan-already-this-desk", &[("when", when)])
+                }
+                CollectedPlace::ThisSite => {
+                    lang.text_with("scan-already-this-site", &[("when", when)])
+                }
+                CollectedPlace::OtherSite(Some(site)) => lang.text_with(
+                    "scan-already-other-site",
+                    &[("when", when), ("site", site.clone())],
+                ),
+                CollectedPlace::OtherSite(None) => {
+                    lang.text_with("scan-already-elsewhere", &[("when", when)])
+                }
+            };
+            Answer {
+                kind: "already",
+                heading,
+                detail: None,
+            }
+        }
         ScanOutcome::Refused(refusal) => Answer {
             kind: "refused",
             heading: lang.text(&format!(
@@ -257,19 +344,27 @@ fn answer(lang: Lang, campaign: &Campaign, outcome: &ScanOutcome) -> Answer {
     }
 }
 
+/// The scanning page, with its next form token; the only page allowed the camera.
 fn render(
     agent: &AgentSession,
     page: &Page,
     campaign: &Campaign,
     site: &Site,
+    token: &str,
     status: StatusCode,
     answer: Option<Answer>,
 ) -> HttpResponse {
     let mut context = agent.context(page);
     context.insert("campaign", campaign);
     context.insert("site", site);
+    context.insert("scan_token", token);
     if let Some(answer) = answer {
         context.insert("answer", &answer);
     }
-    page.render(status, "agent_scan.html", &context)
+    let mut response = page.render(status, "agent_scan.html", &context);
+    response.headers_mut().insert(
+        actix_web::http::header::HeaderName::from_static("permissions-policy"),
+        actix_web::http::header::HeaderValue::from_static(PERMISSIONS_POLICY_CAMERA),
+    );
+    response
 }

@@ -9,6 +9,23 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Next};
 
+/// Powerful browser features no page of the portal uses: all off (a macro, so that
+/// both policies are literals).
+macro_rules! features_off {
+    () => {
+        "accelerometer=(), autoplay=(), bluetooth=(), browsing-topics=(), \
+         display-capture=(), geolocation=(), gyroscope=(), hid=(), magnetometer=(), \
+         microphone=(), midi=(), payment=(), serial=(), usb=(), xr-spatial-tracking=()"
+    };
+}
+
+/// Every page but the scanning ones: no camera either.
+pub const PERMISSIONS_POLICY: &str = concat!("camera=(), ", features_off!());
+
+/// The voucher scanning pages: the portal's own script may use the camera; no frame
+/// and no other origin may.
+pub const PERMISSIONS_POLICY_CAMERA: &str = concat!("camera=(self), ", features_off!());
+
 /// Headers every response carries. Nothing is cacheable unless a handler says so
 /// (the stylesheet): pages and API answers are about a person or an agent, and the
 /// portal is used on public kiosks. No inline script or style is ever allowed.
@@ -23,7 +40,9 @@ pub fn security_headers(production: bool) -> DefaultHeaders {
              object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
         ))
         .add(("Cache-Control", "no-store"))
-        .add(("Cross-Origin-Opener-Policy", "same-origin"));
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        // A handler that needs a feature (the scanning pages) sets its own.
+        .add(("Permissions-Policy", PERMISSIONS_POLICY));
     if production {
         headers.add((
             "Strict-Transport-Security",

@@ -8,7 +8,7 @@ mod demo_outbox;
 mod error_pages;
 mod health;
 mod login;
-mod middleware;
+pub mod middleware;
 pub mod page;
 mod pages;
 pub mod qr;

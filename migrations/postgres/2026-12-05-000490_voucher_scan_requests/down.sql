@@ -1,0 +1,1 @@
+DROP TABLE voucher_scan_requests;
