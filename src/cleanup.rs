@@ -57,6 +57,7 @@ pub struct CleanupReport {
     pub agent_tenant_choices: usize,
     pub login_failure_windows: usize,
     pub voucher_scan_failures: usize,
+    pub voucher_scan_requests: usize,
 }
 
 impl CleanupReport {
@@ -68,6 +69,7 @@ impl CleanupReport {
             + self.agent_tenant_choices
             + self.login_failure_windows
             + self.voucher_scan_failures
+            + self.voucher_scan_requests
     }
 }
 
@@ -95,6 +97,11 @@ impl fmt::Display for CleanupReport {
             f,
             "refused voucher scans:      {}",
             self.voucher_scan_failures
+        )?;
+        writeln!(
+            f,
+            "voucher scan form tokens:   {}",
+            self.voucher_scan_requests
         )
     }
 }
@@ -141,6 +148,9 @@ pub fn run_cleanup_blocking(
             voucher_scan_failures: crate::vouchers::redeem::purge_scan_failures(
                 conn,
                 now - policy.scan_failure_retention,
+            )?,
+            voucher_scan_requests: crate::vouchers::scan_requests::purge_expired_scan_requests(
+                conn, now,
             )?,
         })
     });

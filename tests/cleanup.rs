@@ -238,6 +238,7 @@ async fn the_cleanup_removes_expired_rows_and_keeps_live_ones() {
             agent_tenant_choices: 1,
             login_failure_windows: 1,
             voucher_scan_failures: 1,
+            voucher_scan_requests: 0,
         })
     );
     assert_eq!(counts(&app).await, [1, 2, 4, 1, 1, 1, 1]);
