@@ -4,11 +4,13 @@
 
 mod keyed_hash;
 mod master_key;
+mod rewrap;
 mod sealed;
 mod stream;
 
 pub use keyed_hash::{DerivedKey, HashDomain, KeyedHash, KeyedHasher};
 pub use master_key::{MasterKey, MasterKeyError, MasterKeySource};
+pub use rewrap::{header_stanza_tags, rewrap};
 pub use sealed::{SealError, VaultIdentity, VaultRecipient, seal, unseal};
 pub use stream::{DocumentEncryptor, EncryptedDigest, EncryptionWorker, decrypt_document};
 
