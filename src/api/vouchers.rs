@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::ApiAgent;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::vault::IdempotencyKey;
 use crate::vouchers::campaigns;
 use crate::vouchers::redeem::{CollectedPlace, ScanOutcome, ScanRefusal};
 use crate::vouchers::scan_pages::{SCANNING_ROLES, redeem_for};
@@ -100,9 +101,7 @@ pub async fn redeem(
             value
                 .to_str()
                 .ok()
-                .filter(|key| {
-                    (1..=200).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
-                })
+                .filter(|key| IdempotencyKey::is_well_formed(key))
                 .ok_or_else(|| {
                     ApiError::bad_request(
                         "invalid_idempotency_key",

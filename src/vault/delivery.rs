@@ -54,10 +54,15 @@ impl IdempotencyScope {
 }
 
 impl IdempotencyKey {
-    /// 1 to 200 visible ASCII characters. A manifest line's key is the tenant's.
+    /// What any `Idempotency-Key` of the API must be: 1 to 200 visible ASCII characters.
+    pub fn is_well_formed(text: &str) -> bool {
+        (1..=200).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic())
+    }
+
+    /// A well-formed key (see [`Self::is_well_formed`]). A manifest line's key is the
+    /// tenant's.
     pub fn parse(text: &str) -> Result<Self, DocumentError> {
-        let valid = (1..=200).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic());
-        if valid {
+        if Self::is_well_formed(text) {
             let manifest_line = text
                 .strip_prefix(MANIFEST_LINE_KEY_PREFIX)
                 .is_some_and(|hash| {
