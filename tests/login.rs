@@ -9,91 +9,14 @@
 
 mod common;
 
-use common::html::{form_action, hidden_fields, location};
+use common::citizen_browser::CitizenBrowser as Browser;
+use common::html::{hidden_fields, location};
 use common::{TestApp, awa, document_bytes, marie, spawn_app};
 use diesel::prelude::*;
 use eguichet::agents::Role;
 use eguichet::db::schema::{documents, sessions};
 use reqwest::StatusCode;
 use serde_json::Value;
-
-/// A browser: keeps cookies, does not follow redirects (each step is checked).
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Browser {
-    fn new(app: &TestApp) -> Self {
-        Self {
-            client: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: app.address.clone(),
-        }
-    }
-
-    fn url(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("http") {
-            path_or_url.to_owned()
-        } else {
-            format!("{}{path_or_url}", self.base)
-        }
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.unwrap()
-    }
-
-    async fn post(&self, path: &str, form: &[(String, String)]) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .form(form)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Starts a login and returns the provider's page with its form fields.
-    async fn open_provider_page(&self) -> (String, Vec<(String, String)>) {
-        let start = self.get("/login/demo").await;
-        assert_eq!(start.status(), StatusCode::SEE_OTHER);
-        let authorize = location(&start);
-        let page = self.get(&authorize).await;
-        assert_eq!(page.status(), StatusCode::OK);
-        let html = page.text().await.unwrap();
-        (form_action(&html), hidden_fields(&html))
-    }
-
-    /// Logs in as one of the demonstration citizens; returns the callback answer.
-    async fn login_as(&self, login: &str) -> reqwest::Response {
-        let (action, mut fields) = self.open_provider_page().await;
-        fields.push(("citizen".to_owned(), login.to_owned()));
-        fields.push(("decision".to_owned(), "accept".to_owned()));
-        let chosen = self.post(&action, &fields).await;
-        assert_eq!(chosen.status(), StatusCode::SEE_OTHER);
-        let callback = location(&chosen);
-        assert!(callback.contains("/login/demo/callback?"), "{callback}");
-        self.get(&callback).await
-    }
-
-    /// Logs in and expects to land in the vault.
-    async fn logged_in_as(app: &TestApp, login: &str) -> Self {
-        let browser = Self::new(app);
-        let callback = browser.login_as(login).await;
-        assert_eq!(callback.status(), StatusCode::SEE_OTHER);
-        assert_eq!(location(&callback), "/vault");
-        browser
-    }
-
-    async fn vault(&self) -> String {
-        let page = self.get("/vault").await;
-        assert_eq!(page.status(), StatusCode::OK);
-        page.text().await.unwrap()
-    }
-}
 
 #[tokio::test]
 async fn citizen_logs_in_finds_documents_addressed_before_downloads_and_logs_out() {

@@ -10,12 +10,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
 use common::agent_browser::AgentBrowser;
-use common::html::{form_action, hidden_fields, location};
+use common::citizen_browser::CitizenBrowser;
+use common::html::location;
 use common::{Options, TestApp, spawn_app, spawn_app_with};
 use diesel::prelude::*;
 use eguichet::agents::api_tokens::{self, Revocation, TokenState};
@@ -28,7 +28,6 @@ use eguichet::db::schema::{
     api_tokens as api_tokens_table, audit_events, auth_flows, sessions as sessions_table,
 };
 use reqwest::StatusCode;
-use reqwest::cookie::Jar;
 
 const PASSWORD: &str = "une phrase de passe assez longue";
 
@@ -98,24 +97,9 @@ async fn signed_in(app: &TestApp, agent: &Agent) -> (AgentBrowser, String) {
         .unwrap()
         .cookie_value;
     (
-        browser_with_cookie(app, "eg_agent_session", &cookie, &agent.id),
+        app.browser_with_cookie("eg_agent_session", &cookie, &agent.id),
         cookie,
     )
-}
-
-fn browser_with_cookie(app: &TestApp, name: &str, value: &str, agent_id: &str) -> AgentBrowser {
-    let jar = Arc::new(Jar::default());
-    let url: reqwest::Url = app.address.parse().unwrap();
-    jar.add_cookie_str(&format!("{name}={value}; Path=/"), &url);
-    AgentBrowser {
-        client: reqwest::Client::builder()
-            .cookie_provider(jar)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        base: app.address.clone(),
-        agent_id: agent_id.to_owned(),
-    }
 }
 
 async fn audit_count(app: &TestApp, action: &'static str) -> i64 {
@@ -353,101 +337,23 @@ async fn a_password_change_ends_the_agents_other_sessions_and_keeps_this_one() {
     assert_eq!(session_count(&app, "agent").await, 1);
 }
 
-/// A citizen's browser (cookies kept) logging in through the demonstration provider.
-struct CitizenBrowser {
-    client: reqwest::Client,
-    jar: Arc<Jar>,
-    base: String,
-}
-
-impl CitizenBrowser {
-    fn new(app: &TestApp) -> Self {
-        let jar = Arc::new(Jar::default());
-        Self {
-            client: reqwest::Client::builder()
-                .cookie_provider(jar.clone())
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            jar,
-            base: app.address.clone(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.base)
-        }
-    }
-
-    async fn login_as(&self, login: &str) {
-        let start = self
-            .client
-            .get(self.url("/login/demo"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(start.status(), StatusCode::SEE_OTHER);
-        let page = self
-            .client
-            .get(self.url(&location(&start)))
-            .send()
-            .await
-            .unwrap();
-        let html = page.text().await.unwrap();
-        let mut fields = hidden_fields(&html);
-        fields.push(("citizen".to_owned(), login.to_owned()));
-        fields.push(("decision".to_owned(), "accept".to_owned()));
-        let chosen = self
-            .client
-            .post(self.url(&form_action(&html)))
-            .form(&fields)
-            .send()
-            .await
-            .unwrap();
-        let callback = self
-            .client
-            .get(self.url(&location(&chosen)))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(callback.status(), StatusCode::SEE_OTHER);
-        assert_eq!(location(&callback), "/vault");
-    }
-
-    fn session_cookie(&self) -> String {
-        use reqwest::cookie::CookieStore;
-        let url: reqwest::Url = self.base.parse().unwrap();
-        let header = self.jar.cookies(&url).unwrap();
-        header
-            .to_str()
-            .unwrap()
-            .split("; ")
-            .find_map(|pair| pair.strip_prefix("eg_session="))
-            .unwrap()
-            .to_owned()
-    }
-}
-
 #[tokio::test]
 async fn a_second_login_in_the_same_browser_ends_the_first_session() {
     let app = spawn_app().await;
     let browser = CitizenBrowser::new(&app);
-    browser.login_as("marie.dupont").await;
+    browser.log_in_to_vault("marie.dupont").await;
     let first = browser.session_cookie();
-    browser.login_as("marie.dupont").await;
+    browser.log_in_to_vault("marie.dupont").await;
     let second = browser.session_cookie();
     assert_ne!(first, second);
     assert_eq!(session_count(&app, "citizen").await, 1);
-    let stale = browser_with_cookie(&app, "eg_session", &first, "");
+    let stale = app.browser_with_cookie("eg_session", &first, "");
     assert_eq!(
         stale.get("/vault").await.status(),
         StatusCode::UNAUTHORIZED,
         "the first session is over"
     );
-    let current = browser_with_cookie(&app, "eg_session", &second, "");
+    let current = app.browser_with_cookie("eg_session", &second, "");
     assert_eq!(current.get("/vault").await.status(), StatusCode::OK);
 
     // Agents too: a login from a browser that holds a session ends that session.

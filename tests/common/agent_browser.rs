@@ -66,9 +66,15 @@ impl TestApp {
             })
             .await
             .unwrap();
+        self.browser_with_cookie("eg_agent_session", &cookie, &agent_id)
+    }
+
+    /// A browser that holds the cookie `name=value` (a session opened by the test), for
+    /// `agent_id` (empty for a citizen's browser).
+    pub fn browser_with_cookie(&self, name: &str, value: &str, agent_id: &str) -> AgentBrowser {
         let jar = Arc::new(Jar::default());
         let url: reqwest::Url = self.address.parse().unwrap();
-        jar.add_cookie_str(&format!("eg_agent_session={cookie}; Path=/"), &url);
+        jar.add_cookie_str(&format!("{name}={value}; Path=/"), &url);
         AgentBrowser {
             client: reqwest::Client::builder()
                 .cookie_provider(jar)
@@ -76,7 +82,7 @@ impl TestApp {
                 .build()
                 .unwrap(),
             base: self.address.clone(),
-            agent_id,
+            agent_id: agent_id.to_owned(),
         }
     }
 }

@@ -14,6 +14,7 @@
 )]
 
 pub mod agent_browser;
+pub mod citizen_browser;
 pub mod html;
 pub mod outbound;
 pub mod pdf_decode;
