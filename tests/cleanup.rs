@@ -18,9 +18,10 @@ use eguichet::cleanup::{self, CleanupOutcome, CleanupPolicy, CleanupReport};
 use eguichet::db::lease::{self, CLEANUP_LEASE};
 use eguichet::db::schema::{
     agent_pending_logins, agent_tenant_choices, api_tokens, auth_flows, login_failures_by_address,
-    sessions as sessions_table, voucher_scan_failures,
+    sessions as sessions_table, voucher_scan_failures, voucher_scan_requests,
 };
 use eguichet::db::{Conn, DbError};
+use eguichet::vouchers::scan_requests::issue_form_token;
 
 async fn create_agent(app: &TestApp) -> Agent {
     let tenant = app.state.default_tenant.clone();
@@ -96,10 +97,10 @@ fn token(
     Ok(())
 }
 
-async fn counts(app: &TestApp) -> [i64; 7] {
+async fn counts(app: &TestApp) -> [i64; 8] {
     app.state
         .db
-        .read(|conn| -> Result<[i64; 7], DbError> {
+        .read(|conn| -> Result<[i64; 8], DbError> {
             Ok([
                 auth_flows::table.count().get_result(conn)?,
                 sessions_table::table.count().get_result(conn)?,
@@ -108,6 +109,7 @@ async fn counts(app: &TestApp) -> [i64; 7] {
                 agent_tenant_choices::table.count().get_result(conn)?,
                 login_failures_by_address::table.count().get_result(conn)?,
                 voucher_scan_failures::table.count().get_result(conn)?,
+                voucher_scan_requests::table.count().get_result(conn)?,
             ])
         })
         .await
@@ -125,6 +127,7 @@ async fn the_cleanup_removes_expired_rows_and_keeps_live_ones() {
     let day = 24 * 60;
     let tenant_id = agent.tenant_id.clone();
     let who = agent.clone();
+    let keys = app.state.keys.clone();
     app.state
         .db
         .write(move |conn| -> Result<(), agents::AgentError> {
@@ -219,11 +222,15 @@ async fn the_cleanup_removes_expired_rows_and_keeps_live_ones() {
                     ))
                     .execute(conn)?;
             }
+            // Scan-form tokens (12 hours): one issued yesterday, one just now.
+            for issued_at in [ago(13 * 60), now] {
+                issue_form_token(conn, &keys.hasher, &tenant_id, &who.id, "site", issued_at)?;
+            }
             Ok(())
         })
         .await
         .unwrap();
-    assert_eq!(counts(&app).await, [2, 5, 6, 2, 2, 2, 2]);
+    assert_eq!(counts(&app).await, [2, 5, 6, 2, 2, 2, 2, 2]);
 
     let outcome = cleanup::run_cleanup(&app.state.db, policy, now)
         .await
@@ -238,10 +245,10 @@ async fn the_cleanup_removes_expired_rows_and_keeps_live_ones() {
             agent_tenant_choices: 1,
             login_failure_windows: 1,
             voucher_scan_failures: 1,
-            voucher_scan_requests: 0,
+            voucher_scan_requests: 1,
         })
     );
-    assert_eq!(counts(&app).await, [1, 2, 4, 1, 1, 1, 1]);
+    assert_eq!(counts(&app).await, [1, 2, 4, 1, 1, 1, 1, 1]);
     let who = agent.id.clone();
     let names: Vec<String> = app
         .state
