@@ -215,25 +215,11 @@ function concatenate(first, rest) {
 // A failure of the download itself (network, server) is not evidence of tampering:
 // tag it so the page can offer to try again rather than raise an alarm.
 function markInterruptions(stream) {
-  const reader = stream.getReader();
-  return new ReadableStream({
-    async pull(controller) {
-      let result;
-      try {
-        result = await reader.read();
-      } catch (cause) {
-        controller.error(new VaultCryptoError('interrupted', { cause }));
-        return;
-      }
-      if (result.done) controller.close();
-      else controller.enqueue(result.value);
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
+  return relabelErrors(stream, (cause) => new VaultCryptoError('interrupted', { cause }));
 }
 
+// The same chunks, one at a time (no read-ahead), with a read's failure replaced by
+// `relabel(cause)`.
 function relabelErrors(stream, relabel) {
   const reader = stream.getReader();
   return new ReadableStream({
