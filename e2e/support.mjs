@@ -73,27 +73,34 @@ export class Server {
   constructor() {
     this.process = null;
     this.base = '';
+    this.direct = '';
     this.dataDir = '';
     this.env = {};
     this.log = [];
   }
 
-  /** Starts the binary on a free loopback port and waits for /healthz. */
-  static async start() {
+  /**
+   * Starts the binary on a free loopback port and waits for /healthz. With
+   * `localhost`, the browser's address is http://localhost:PORT and the server's
+   * public_url says so: passkeys (WebAuthn) refuse an IP address as their origin.
+   */
+  static async start({ localhost = false } = {}) {
     const server = new Server();
     // A test runner interrupted mid-way must not leave the server behind.
     process.once('exit', () => {
       if (server.process && server.process.exitCode === null) server.process.kill('SIGKILL');
     });
-    await server.#spawn();
+    await server.#spawn(localhost);
     return server;
   }
 
-  async #spawn() {
+  async #spawn(localhost) {
     const bin = serverBinary();
     this.dataDir = mkdtempSync(join(tmpdir(), 'eguichet-e2e-'));
     const port = await freePort();
-    this.base = `http://127.0.0.1:${port}`;
+    // `direct` is for the test's own requests: Node may try ::1 first for localhost.
+    this.direct = `http://127.0.0.1:${port}`;
+    this.base = localhost ? `http://localhost:${port}` : this.direct;
     // Every EGUICHET_* variable is configuration to the server, which refuses unknown
     // keys (EGUICHET_BIN among them): the instance gets only its own.
     const inherited = Object.entries(process.env).filter(([name]) => !name.startsWith('EGUICHET_'));
@@ -101,6 +108,7 @@ export class Server {
       ...Object.fromEntries(inherited),
       EGUICHET_DATA_DIR: this.dataDir,
       EGUICHET_LISTEN: `127.0.0.1:${port}`,
+      ...(localhost ? { EGUICHET_PUBLIC_URL: this.base } : {}),
       RUST_LOG: process.env.RUST_LOG || 'warn',
     };
     this.process = spawn(bin, [], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -116,7 +124,7 @@ export class Server {
     for (;;) {
       if (exited) throw new Error(`the server ${exited}:\n${this.log.join('')}`);
       try {
-        const response = await fetch(`${this.base}/healthz`);
+        const response = await fetch(`${this.direct}/healthz`);
         if (response.ok) return;
       } catch {
         // Not listening yet.

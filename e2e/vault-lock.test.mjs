@@ -1,0 +1,290 @@
+// A citizen locks her vault with a passkey, in a real browser against the real server:
+// the recovery code shown once and checked, the vault opened again after a new login
+// with the passkey (DevTools' virtual authenticator, with the PRF extension), a
+// document's title read and the document downloaded, decrypted in the page, byte for
+// byte; a second passkey added and removed; the recovery code opening the vault in a
+// browser with no passkey at all, after a mistyped code; and a passkey without PRF
+// refused before anything changes. Every page goes through the checks of support.mjs.
+//
+// Passkeys refuse an IP address as their origin: the browser uses http://localhost.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+
+import { DESKTOP, Journey, MOBILE, Server, launchBrowser } from './support.mjs';
+
+const AGENT_EMAIL = 'agent@mairie.example';
+const TITLE = 'Attestation de quotient familial 2026';
+const FILE_NAME = 'quotient-familial-2026.pdf';
+// Larger than one 64 KiB age chunk, with non-ASCII bytes, so that the download is
+// compared across chunk boundaries.
+const DOCUMENT = Buffer.concat([
+  Buffer.from('%PDF-1.4\n%\xe2\xe3\xcf\xd3\n', 'latin1'),
+  Buffer.from(Array.from({ length: 150_000 }, (_, i) => (i * 31 + 7) & 0xff)),
+  Buffer.from('\n%%EOF\n', 'latin1'),
+]);
+
+const LOCK = "Verrouiller mon coffre avec une clé d'accès";
+const OPEN_WITH_PASSKEY = "Ouvrir mon coffre avec ma clé d'accès";
+const LOCKED_PLACEHOLDER = 'Document verrouillé';
+
+let server;
+let browser;
+/** The recovery code shown when the vault was locked, for the journeys after it. */
+let recoveryCode = null;
+
+async function deliverDocument(token) {
+  const metadata = {
+    recipient: {
+      pivot: {
+        family_name: 'Dupont',
+        given_names: 'Marie Claire',
+        birthdate: '1980-07-30',
+        birthplace: '75056',
+      },
+    },
+    title: TITLE,
+    category: 'famille',
+  };
+  const form = new FormData();
+  form.append('metadata', new Blob([JSON.stringify(metadata)], { type: 'application/json' }));
+  form.append('file', new Blob([DOCUMENT], { type: 'application/pdf' }), FILE_NAME);
+  const response = await fetch(`${server.direct}/api/v1/documents`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Idempotency-Key': 'e2e-quotient-2026' },
+    body: form,
+  });
+  const body = await response.text();
+  assert.equal(response.status, 201, `delivery refused: ${body}`);
+}
+
+/** A tab with a virtual passkey authenticator (platform-like, user verified). */
+async function withAuthenticator(journey, { hasPrf = true, transport = 'internal' } = {}) {
+  journey.cdp ??= await journey.page.context().newCDPSession(journey.page);
+  await journey.cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await journey.cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2',
+      transport,
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      hasPrf,
+    },
+  });
+  return authenticatorId;
+}
+
+/** Logs Marie Dupont in through the demonstration provider; ends on /vault. */
+async function logIn(journey) {
+  const { page } = journey;
+  await page.goto(`${server.base}/`);
+  await page.locator('section.login').getByRole('link').first().click();
+  await page.waitForURL(/\/demo-idp\//);
+  await page.getByLabel(/^Marie Claire DUPONT/).check();
+  await page.getByRole('button', { name: 'Se connecter' }).click();
+  await page.waitForURL(`${server.base}/vault`);
+}
+
+async function logOut(journey) {
+  const { page } = journey;
+  await page.getByRole('banner').getByRole('button', { name: 'Se déconnecter' }).click();
+  await page.waitForURL((url) => url.pathname.startsWith('/logout'));
+  await journey.heading().filter({ hasText: 'Vous êtes déconnecté' }).waitFor();
+}
+
+function alert(page, text) {
+  return page.getByRole('alert').filter({ hasText: text });
+}
+
+describe('a vault locked with a passkey', { timeout: 300_000 }, () => {
+  before(async () => {
+    server = await Server.start({ localhost: true });
+    server.run(['agent', 'create', '--email', AGENT_EMAIL, '--role', 'agent']);
+    const token = server.run(['agent', 'token', '--email', AGENT_EMAIL]).trim();
+    await deliverDocument(token);
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('a passkey without PRF cannot lock the vault, and nothing changes', { timeout: 60_000 }, async () => {
+    const journey = await Journey.open(browser, 'no-prf', { viewport: DESKTOP, locale: 'fr-FR' });
+    try {
+      const { page } = journey;
+      await withAuthenticator(journey, { hasPrf: false });
+      await logIn(journey);
+      await page.getByRole('link', { name: LOCK }).click();
+      await page.waitForURL(`${server.base}/vault/security`);
+      await page.getByRole('button', { name: LOCK }).click();
+      await alert(page, 'ne permet pas de verrouiller un coffre').waitFor();
+      await journey.check('security-no-prf');
+      assert.equal(await page.locator('#recovery-code-shown').isVisible(), false, 'no code shown');
+
+      // The vault is still open: the list shows the title, served as before.
+      await page.goto(`${server.base}/vault`);
+      assert.equal(await page.getByRole('link', { name: TITLE }).count(), 1);
+      journey.assertClean();
+    } finally {
+      await journey.close();
+    }
+  });
+
+  test('locked with a passkey, opened again after a new login, a passkey added and removed', { timeout: 180_000 }, async () => {
+    const journey = await Journey.open(browser, 'lock', {
+      viewport: MOBILE,
+      locale: 'fr-FR',
+      acceptDownloads: true,
+    });
+    try {
+      const { page } = journey;
+      const first = await withAuthenticator(journey);
+      await logIn(journey);
+
+      // The security page explains, then the passkey and the recovery code.
+      await page.getByRole('link', { name: LOCK }).click();
+      await page.waitForURL(`${server.base}/vault/security`);
+      assert.equal(await journey.heading().innerText(), 'Sécurité de mon coffre');
+      const lock = page.getByRole('button', { name: LOCK });
+      await lock.waitFor();
+      await journey.check('security-open');
+      await page.getByLabel("Nom de la clé d'accès (facultatif)").fill('Ordinateur de Marie');
+      await lock.click();
+
+      const shown = page.locator('#recovery-code-shown');
+      await shown.waitFor();
+      const code = (await shown.innerText()).replace(/\s/g, '');
+      assert.match(code, /^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){6}$/, 'seven groups of four');
+      await journey.check('recovery-code');
+      const challenge = page.getByLabel(/^Recopiez le groupe n° \d$/);
+      const group = Number((await page.locator('#challenge-label').innerText()).match(/\d/)[0]);
+      const confirm = page.getByRole('button', { name: 'Confirmer et verrouiller mon coffre' });
+      const wrongGroup = code.split('-')[group % 7];
+      await challenge.fill(wrongGroup === code.split('-')[group - 1] ? 'ZZZZ' : wrongGroup);
+      await confirm.click();
+      await alert(page, "Ce n'est pas le groupe demandé").waitFor();
+      assert.equal(await challenge.getAttribute('aria-invalid'), 'true');
+      // Typed back in lower case: the code is read as forgivingly as when it is used.
+      await challenge.fill(code.split('-')[group - 1].toLowerCase());
+      await confirm.click();
+
+      // Locked: the page now lists the passkey.
+      await page.getByRole('heading', { name: "Mes clés d'accès" }).waitFor({ timeout: 30_000 });
+      await page.getByRole('heading', { name: 'Ordinateur de Marie' }).waitFor();
+      assert.equal(await page.getByRole('button', { name: 'Retirer' }).count(), 0, 'the only passkey stays');
+      await journey.check('security-locked');
+      recoveryCode = code;
+
+      // A new login: the list comes sealed, and opens in the page with the passkey.
+      await logOut(journey);
+      await logIn(journey);
+      assert.equal(await page.getByRole('link', { name: TITLE }).count(), 0);
+      assert.equal(await page.getByRole('heading', { name: LOCKED_PLACEHOLDER }).count(), 1);
+      assert.equal(await page.getByText(TITLE).count(), 0, 'the server sent no title');
+      await journey.check('vault-locked');
+      await page.getByRole('button', { name: OPEN_WITH_PASSKEY }).click();
+      await page.getByRole('heading', { name: TITLE }).waitFor();
+      await page.getByText(FILE_NAME).waitFor();
+      await page.getByRole('status').filter({ hasText: 'Votre coffre est ouvert sur cette page.' }).waitFor();
+      await journey.check('vault-opened');
+
+      const download = page.getByRole('button', { name: 'Télécharger' });
+      const [saved] = await Promise.all([page.waitForEvent('download'), download.click()]);
+      assert.equal(saved.suggestedFilename(), FILE_NAME);
+      assert.equal(await saved.failure(), null);
+      assert.deepEqual(readFileSync(await saved.path()), DOCUMENT);
+
+      // A second passkey, on another authenticator: the vault is opened first with the
+      // one it has, then the new one is registered.
+      await page.getByRole('link', { name: "Mes clés d'accès et mon code de secours" }).click();
+      await page.waitForURL(`${server.base}/vault/security`);
+      await page.getByRole('button', { name: OPEN_WITH_PASSKEY }).click();
+      const add = page.getByRole('button', { name: "Enregistrer une nouvelle clé d'accès" });
+      await add.waitFor();
+      await journey.check('security-add');
+      // The first authenticator stops answering, as when a phone is used instead.
+      await journey.cdp.send('WebAuthn.setAutomaticPresenceSimulation', {
+        authenticatorId: first,
+        enabled: false,
+      });
+      await withAuthenticator(journey, { transport: 'usb' });
+      await page.getByLabel("Nom de la clé d'accès (facultatif)").fill('Clé USB');
+      await add.click();
+      await page.getByRole('heading', { name: 'Clé USB' }).waitFor({ timeout: 30_000 });
+      assert.equal(await page.getByRole('button', { name: 'Retirer' }).count(), 2);
+      await journey.check('security-two-passkeys');
+
+      // Removing one leaves the other, which can no longer be removed.
+      await page
+        .getByRole('listitem')
+        .filter({ has: page.getByRole('heading', { name: 'Clé USB' }) })
+        .getByRole('button', { name: 'Retirer' })
+        .click();
+      await page.waitForURL(`${server.base}/vault/security`);
+      await page.getByRole('heading', { name: 'Ordinateur de Marie' }).waitFor();
+      assert.equal(await page.getByRole('heading', { name: 'Clé USB' }).count(), 0);
+      assert.equal(await page.getByRole('button', { name: 'Retirer' }).count(), 0);
+
+      journey.assertClean();
+    } finally {
+      await journey.close();
+    }
+  });
+
+  test('the recovery code opens the vault in a browser without passkeys', { timeout: 120_000 }, async (t) => {
+    if (!recoveryCode) {
+      t.skip('the vault was not locked');
+      return;
+    }
+    const journey = await Journey.open(browser, 'recovery', {
+      viewport: DESKTOP,
+      locale: 'fr-FR',
+      acceptDownloads: true,
+    });
+    try {
+      const { page } = journey;
+      await logIn(journey);
+      assert.equal(await page.getByRole('heading', { name: LOCKED_PLACEHOLDER }).count(), 1);
+      await page.getByRole('button', { name: 'Utiliser mon code de secours' }).click();
+      const field = page.getByLabel('Code de secours', { exact: true });
+      const open = page.getByRole('button', { name: 'Ouvrir mon coffre', exact: true });
+
+      // Not a code at all: told at once, no attempt spent.
+      await field.fill('1234');
+      await open.click();
+      await alert(page, "Ce n'est pas un code de secours").waitFor();
+
+      // A well-formed code that is not this vault's.
+      const wrong = recoveryCode.startsWith('0000') ? 'Z' + recoveryCode.slice(1) : '0000' + recoveryCode.slice(4);
+      await field.fill(wrong);
+      await open.click();
+      await alert(page, "Ce code de secours n'ouvre pas votre coffre").waitFor({ timeout: 30_000 });
+      assert.equal(await field.getAttribute('aria-invalid'), 'true');
+      await journey.check('vault-wrong-code');
+
+      // The right one, typed with spaces and in lower case.
+      await field.fill(recoveryCode.toLowerCase().replace(/-/g, ' '));
+      await open.click();
+      await page.getByRole('heading', { name: TITLE }).waitFor({ timeout: 30_000 });
+      await page.getByRole('button', { name: 'Enregistrer une clé d\'accès sur cet appareil' }).waitFor();
+      await journey.check('vault-recovered');
+
+      const [saved] = await Promise.all([
+        page.waitForEvent('download'),
+        page.getByRole('button', { name: 'Télécharger' }).click(),
+      ]);
+      assert.deepEqual(readFileSync(await saved.path()), DOCUMENT);
+
+      // Declining the offer drops the vault key's text; the list stays open.
+      await page.getByRole('button', { name: 'Pas maintenant' }).click();
+      assert.equal(await page.getByRole('heading', { name: TITLE }).count(), 1);
+      journey.assertClean();
+    } finally {
+      await journey.close();
+    }
+  });
+});
