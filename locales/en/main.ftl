@@ -597,3 +597,6 @@ locked-error-not-for-this-vault = This document was not encrypted for your vault
 locked-error-session-expired = Your session has expired. Log in again.
 locked-error-csrf = This page has expired. Reload it and try again.
 locked-error-failed = That did not work and your vault has not changed. Try again in a moment.
+vault-security-last-passkey-heading = Last passkey
+vault-security-last-passkey-body = This is your vault's only passkey: add another one before you remove it.
+vault-security-back = Back to my vault's security

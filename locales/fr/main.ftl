@@ -597,3 +597,6 @@ locked-error-not-for-this-vault = Ce document n'a pas été chiffré pour votre 
 locked-error-session-expired = Votre session a expiré. Reconnectez-vous.
 locked-error-csrf = Cette page a expiré. Rechargez-la et recommencez.
 locked-error-failed = L'opération n'a pas abouti et votre coffre n'a pas changé. Réessayez dans un instant.
+vault-security-last-passkey-heading = Dernière clé d'accès
+vault-security-last-passkey-body = C'est la seule clé d'accès de votre coffre : ajoutez-en une autre avant de la retirer.
+vault-security-back = Revenir à la sécurité de mon coffre
