@@ -575,6 +575,7 @@ locked-file-hidden = shown once the vault is open
 locked-download = Download
 locked-end-to-end = End-to-end encrypted
 locked-end-to-end-help = The commune encrypted this document before sending it: it was never readable on the server.
+locked-voucher-show = Show this code at the distribution site. It can be used only once.
 locked-voucher-hidden = shown once the vault is open
 locked-error-no-webauthn = This browser does not know passkeys. Use a recent version of Chrome, Edge, Firefox or Safari.
 locked-error-no-prf = This passkey or this browser cannot lock a vault (Windows Hello and older browsers cannot). Try with your phone or another recent browser. Your vault has not changed.

@@ -575,6 +575,7 @@ locked-file-hidden = visible après ouverture du coffre
 locked-download = Télécharger
 locked-end-to-end = Chiffré de bout en bout
 locked-end-to-end-help = La commune a chiffré ce document avant de l'envoyer : il n'a jamais été lisible sur le serveur.
+locked-voucher-show = Présentez ce code au lieu de distribution. Il ne sert qu'une fois.
 locked-voucher-hidden = affiché après ouverture du coffre
 locked-error-no-webauthn = Ce navigateur ne connaît pas les clés d'accès. Utilisez une version récente de Chrome, Edge, Firefox ou Safari.
 locked-error-no-prf = Cette clé d'accès ou ce navigateur ne permet pas de verrouiller un coffre (c'est le cas de Windows Hello et des navigateurs anciens). Essayez avec votre téléphone ou un autre navigateur récent. Votre coffre n'a pas changé.
