@@ -120,6 +120,7 @@ describe('a vault locked with a passkey', { timeout: 300_000 }, () => {
       await logIn(journey);
       await page.getByRole('link', { name: LOCK }).click();
       await page.waitForURL(`${server.base}/vault/security`);
+      assert.equal(await journey.heading().innerText(), 'Sécurité de mon coffre');
       await page.getByRole('button', { name: LOCK }).click();
       await alert(page, 'ne permet pas de verrouiller un coffre').waitFor();
       await journey.check('security-no-prf');

@@ -143,11 +143,6 @@ export function fromBase64url(text) {
 // ---------------------------------------------------------------------------------
 // Passkeys
 
-/** Whether this browser has passkeys at all (PRF itself is only known when used). */
-export async function passkeySupport() {
-  return passkeyPrfSupport();
-}
-
 // The server's options are webauthn-rs JSON; members it leaves out are absent, but a
 // null would make the browser's parser throw, so none is passed on.
 function withoutNulls(value) {
@@ -537,7 +532,7 @@ async function startVaultList(root) {
   const registerOffer = root.querySelector('#register-offer');
   const list = document.querySelector('[data-locked-list]') ?? document;
 
-  const support = await passkeySupport();
+  const support = await passkeyPrfSupport();
   openPasskey.hidden = support.reason === 'no-webauthn';
   if (support.reason === 'no-webauthn') {
     // Without passkeys the recovery code is the only way in: show it straight away.

@@ -12,6 +12,7 @@ import {
   importIdentity,
   newRecoveryCode,
   normalizeRecoveryCode,
+  passkeyPrfSupport,
   recoveryCodeChallenge,
   sealToRecoveryCode,
 } from '/static/vault-crypto.js';
@@ -27,7 +28,6 @@ import {
   openWithCode,
   openWithPasskey,
   pageText,
-  passkeySupport,
   showFailure,
   showStatus,
 } from '/static/vault-locked.js';
@@ -55,7 +55,7 @@ async function startLocking(section) {
   const answer = section.querySelector('#challenge-answer');
   const print = section.querySelector('#print-code');
 
-  const support = await passkeySupport();
+  const support = await passkeyPrfSupport();
   if (!support.supported) {
     showFailure(section, new PageFailure(support.reason));
     return;
@@ -134,7 +134,7 @@ async function startAddingPasskeys(section) {
   const add = section.querySelector('#add-passkey-button');
   const cancel = section.querySelector('#add-cancel');
 
-  const support = await passkeySupport();
+  const support = await passkeyPrfSupport();
   openPasskey.hidden = support.reason === 'no-webauthn';
 
   // The identity string, only between opening the vault and saving the new passkey.
