@@ -3,14 +3,16 @@
 // with the passkey (DevTools' virtual authenticator, with the PRF extension), a
 // document's title read and the document downloaded, decrypted in the page, byte for
 // byte; a second passkey added and removed; the recovery code opening the vault in a
-// browser with no passkey at all, after a mistyped code; and a passkey without PRF
-// refused before anything changes. Every page goes through the checks of support.mjs.
+// browser with no passkey at all, after a mistyped code; a document altered in storage
+// refused without being saved; and a passkey without PRF refused before anything
+// changes. Every page goes through the checks of support.mjs.
 //
 // Passkeys refuse an IP address as their origin: the browser uses http://localhost.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 import { DESKTOP, Journey, MOBILE, Server, launchBrowser } from './support.mjs';
 
@@ -92,6 +94,21 @@ async function logOut(journey) {
   await page.getByRole('banner').getByRole('button', { name: 'Se déconnecter' }).click();
   await page.waitForURL((url) => url.pathname.startsWith('/logout'));
   await journey.heading().filter({ hasText: 'Vous êtes déconnecté' }).waitFor();
+}
+
+/** The stored payload of the document: age adds 16 bytes to each 64 KiB chunk. */
+function storedPayload(dir) {
+  const size = DOCUMENT.length + 16 * Math.ceil(DOCUMENT.length / 65536);
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      const found = storedPayload(path);
+      if (found) return found;
+    } else if (statSync(path).size === size) {
+      return path;
+    }
+  }
+  return null;
 }
 
 function alert(page, text) {
@@ -279,6 +296,20 @@ describe('a vault locked with a passkey', { timeout: 300_000 }, () => {
         page.getByRole('button', { name: 'Télécharger' }).click(),
       ]);
       assert.deepEqual(readFileSync(await saved.path()), DOCUMENT);
+
+      // The payload altered in storage: refused, and nothing is saved.
+      const payload = storedPayload(server.dataDir);
+      assert.ok(payload, 'the stored payload is found');
+      const altered = readFileSync(payload);
+      altered[100] ^= 1;
+      writeFileSync(payload, altered);
+      let downloads = 0;
+      page.on('download', () => {
+        downloads += 1;
+      });
+      await page.getByRole('button', { name: 'Télécharger' }).click();
+      await alert(page, 'modifié ou abîmé').waitFor();
+      assert.equal(downloads, 0, 'an altered document is not saved');
 
       // Declining the offer drops the vault key's text; the list stays open.
       await page.getByRole('button', { name: 'Pas maintenant' }).click();
