@@ -314,6 +314,26 @@ describe('a vault locked with a passkey', { timeout: 300_000 }, () => {
       // Declining the offer drops the vault key's text; the list stays open.
       await page.getByRole('button', { name: 'Pas maintenant' }).click();
       assert.equal(await page.getByRole('heading', { name: TITLE }).count(), 1);
+
+      // Each try fetches the recovery copy, and the server allows five a day: two were
+      // spent above, and the sixth is refused with its own message.
+      await page.goto(`${server.base}/vault`);
+      await page.getByRole('button', { name: 'Utiliser mon code de secours' }).click();
+      journey.expectedStatus = { url: `${server.base}/vault/recovery`, status: 429 };
+      const tooMany = alert(page, "Trop d'essais du code de secours");
+      for (let attempt = 3; attempt <= 6; attempt += 1) {
+        await field.fill(wrong);
+        await open.click();
+        await page
+          .getByRole('alert')
+          .filter({ hasText: /n'ouvre pas votre coffre|Trop d'essais/ })
+          .waitFor({ timeout: 30_000 });
+        // The click itself clears the previous answer, so each wait sees a new one.
+        if (await tooMany.count()) break;
+      }
+      await tooMany.waitFor();
+      journey.expectedStatus = null;
+      await journey.check('vault-too-many-attempts');
       journey.assertClean();
     } finally {
       await journey.close();
