@@ -1,6 +1,7 @@
 //! The periodic cleanup of short-lived rows: logins started and never finished,
 //! ended sessions, half-finished agent logins and tenant choices, closed throttling
-//! windows, old refused scans, and API tokens revoked or expired long enough ago. Each
+//! windows, old refused scans, passkey ceremonies never finished (and recovery attempts
+//! out of their window), and API tokens revoked or expired long enough ago. Each
 //! feature purges its own tables; this module only calls them, under a lease so that
 //! one instance at a time does it (`serve` every `[session] cleanup_interval_minutes`,
 //! and `eguichet cleanup`).
@@ -58,6 +59,7 @@ pub struct CleanupReport {
     pub login_failure_windows: usize,
     pub voucher_scan_failures: usize,
     pub voucher_scan_requests: usize,
+    pub vault_ceremonies: usize,
 }
 
 impl CleanupReport {
@@ -70,6 +72,7 @@ impl CleanupReport {
             + self.login_failure_windows
             + self.voucher_scan_failures
             + self.voucher_scan_requests
+            + self.vault_ceremonies
     }
 }
 
@@ -102,7 +105,8 @@ impl fmt::Display for CleanupReport {
             f,
             "voucher scan form tokens:   {}",
             self.voucher_scan_requests
-        )
+        )?;
+        writeln!(f, "passkey ceremonies:         {}", self.vault_ceremonies)
     }
 }
 
@@ -152,6 +156,7 @@ pub fn run_cleanup_blocking(
             voucher_scan_requests: crate::vouchers::scan_requests::purge_expired_scan_requests(
                 conn, now,
             )?,
+            vault_ceremonies: crate::vault::passkeys::purge_expired(conn, now)?,
         })
     });
     // Given back whatever happened, so that the next run need not wait for it to expire.

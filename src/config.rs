@@ -58,6 +58,20 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub vault: VaultConfig,
+}
+
+/// Locked vaults (passkeys).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// The WebAuthn relying-party id passkeys are bound to (default: `public_url`'s
+    /// host). Never change it once vaults are locked: each passkey, and the key its PRF
+    /// derives, belongs to this id; under another, locked vaults open only with their
+    /// recovery codes.
+    #[serde(default)]
+    pub webauthn_rp_id: Option<String>,
 }
 
 /// The audit log.
@@ -940,6 +954,30 @@ impl Config {
             }
         };
         self.mode == Mode::Demo && local
+    }
+
+    /// The WebAuthn relying-party id: `[vault] webauthn_rp_id`, else `public_url`'s host,
+    /// else `localhost` (a demonstration on this machine).
+    pub fn webauthn_rp_id(&self) -> String {
+        self.vault
+            .webauthn_rp_id
+            .clone()
+            .or_else(|| {
+                self.public_url
+                    .as_ref()
+                    .and_then(|url| url.host_str().map(str::to_owned))
+            })
+            .unwrap_or_else(|| "localhost".to_owned())
+    }
+
+    /// The origin passkey ceremonies must come from: `public_url`'s, else this
+    /// machine's demonstration address (browsers refuse passkeys on an IP address).
+    pub fn webauthn_origin(&self) -> Result<Url, String> {
+        match &self.public_url {
+            Some(url) => Ok(url.clone()),
+            None => Url::parse(&format!("http://localhost:{}", self.listen.port()))
+                .map_err(|error| error.to_string()),
+        }
     }
 
     /// Whether the built-in demonstration identity provider is mounted.

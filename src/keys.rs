@@ -1,24 +1,41 @@
 //! The key hierarchy at rest: the master key (outside the database) wraps the server's
-//! HMAC key and every citizen's vault key (inside it). Opening the keyring checks that
+//! HMAC key, its contacts key (locked vaults' notification contacts) and every
+//! escrowed vault key (inside it). Opening the keyring checks that
 //! the master key is the one the database was written with; rotation re-wraps.
 
 use std::path::{Path, PathBuf};
 
 use diesel::prelude::*;
+use secrecy::ExposeSecret;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::citizens::{self, CitizenError};
 use crate::config::Config;
-use crate::crypto::{KeyedHasher, MasterKey, MasterKeyError, MasterKeySource, SealError};
+use crate::crypto::{
+    KeyedHasher, MasterKey, MasterKeyError, MasterKeySource, SealError, VaultIdentity,
+};
 use crate::db::schema::key_material;
 use crate::db::{Conn, Database, DbError};
 
 const HMAC_PURPOSE: &str = "hmac";
+const CONTACTS_PURPOSE: &str = "contacts";
 
 /// The keys a running instance holds in memory.
 pub struct Keyring {
     pub master: MasterKey,
     pub hasher: KeyedHasher,
+    /// Opens the notification contacts of locked vaults (and nothing else).
+    pub contacts: VaultIdentity,
+}
+
+impl Keyring {
+    /// What citizens' records need of these keys.
+    pub fn server_keys(&self) -> citizens::ServerKeys<'_> {
+        citizens::ServerKeys {
+            master: &self.master,
+            contacts: &self.contacts,
+        }
+    }
 }
 
 /// Why the keys could not be opened or rotated.
@@ -71,8 +88,24 @@ impl Keyring {
                 tracing::info!("master key loaded from the environment")
             }
         }
-        let hasher = db.write_blocking(|conn| load_or_create_hmac_key(conn, &master, &source))?;
-        Ok(Self { master, hasher })
+        let (hasher, contacts) = db.write_blocking(|conn| -> Result<_, KeyError> {
+            let hasher = load_or_create_hmac_key(conn, &master, &source)?;
+            let contacts = load_or_create_secret(conn, &master, CONTACTS_PURPOSE, || {
+                VaultIdentity::generate()
+                    .to_secret_string()
+                    .expose_secret()
+                    .as_bytes()
+                    .to_vec()
+            })?;
+            let text = std::str::from_utf8(&contacts)
+                .map_err(|_| SealError::InvalidKey("stored contacts key is not text".into()))?;
+            Ok((hasher, VaultIdentity::parse(text)?))
+        })?;
+        Ok(Self {
+            master,
+            hasher,
+            contacts,
+        })
     }
 }
 
@@ -125,6 +158,35 @@ fn load_or_create_hmac_key(
         ))
         .execute(conn)?;
     Ok(hasher)
+}
+
+/// A server secret kept wrapped by the master key under `purpose`, created by
+/// `generate` on first start. (The HMAC key is loaded first: it checks that the master
+/// key is the database's.)
+fn load_or_create_secret(
+    conn: &mut Conn,
+    master: &MasterKey,
+    purpose: &str,
+    generate: impl FnOnce() -> Vec<u8>,
+) -> Result<Vec<u8>, KeyError> {
+    let stored: Option<Vec<u8>> = key_material::table
+        .find(purpose)
+        .select(key_material::wrapped)
+        .first(conn)
+        .optional()?;
+    if let Some(wrapped) = stored {
+        return Ok(master.unwrap(&wrapped)?);
+    }
+    let secret = generate();
+    diesel::insert_into(key_material::table)
+        .values((
+            key_material::purpose.eq(purpose),
+            key_material::wrapped.eq(master.wrap(&secret)?),
+            key_material::master_recipient.eq(master.recipient().to_string()),
+            key_material::created_at.eq(crate::now()),
+        ))
+        .execute(conn)?;
+    Ok(secret)
 }
 
 /// Where a rotation writes the new key before the database switches to it.

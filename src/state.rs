@@ -21,6 +21,8 @@ pub struct AppState {
     pub default_tenant: Tenant,
     /// Bounds the password checks running at once (argon2's memory).
     pub password_queue: PasswordQueue,
+    /// The relying party of locked vaults' passkeys.
+    pub passkeys: Arc<crate::vault::passkeys::VaultWebauthn>,
 }
 
 /// Why an instance could not start.
@@ -128,8 +130,11 @@ impl AppState {
         let default_tenant =
             db.write_blocking(|conn| tenants::ensure_tenant(conn, &slug, &name))?;
         let password_queue = PasswordQueue::from_config(&config.limits);
+        let passkeys = crate::vault::passkeys::VaultWebauthn::from_config(&config)
+            .map_err(StartError::Config)?;
         Ok(Self {
             password_queue,
+            passkeys: Arc::new(passkeys),
             config: Arc::new(config),
             db,
             storage,

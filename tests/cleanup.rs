@@ -246,6 +246,7 @@ async fn the_cleanup_removes_expired_rows_and_keeps_live_ones() {
             login_failure_windows: 1,
             voucher_scan_failures: 1,
             voucher_scan_requests: 1,
+            vault_ceremonies: 0,
         })
     );
     assert_eq!(counts(&app).await, [1, 2, 4, 1, 1, 1, 1, 1]);

@@ -285,9 +285,10 @@ async fn a_citizen_who_chose_no_notice_gets_none_and_saved_contacts_win() {
     let citizen = app.citizen_of(&first).await;
     let save = |contacts: NotificationContacts| {
         let citizen = citizen.clone();
+        let contacts_key = app.state.keys.contacts.recipient();
         app.state
             .db
-            .write(move |conn| save_notification_contacts(conn, &citizen, &contacts))
+            .write(move |conn| save_notification_contacts(conn, &contacts_key, &citizen, &contacts))
     };
     save(NotificationContacts {
         email: Some("mine@example.org".to_owned()),
@@ -471,9 +472,10 @@ async fn a_queued_notice_follows_the_settings_the_citizen_saved_after_the_delive
     .await;
     let token = app.agent_token("agent@mairie.example", Role::Agent).await;
     let save = |citizen: String, contacts: NotificationContacts| {
+        let contacts_key = app.state.keys.contacts.recipient();
         app.state
             .db
-            .write(move |conn| save_notification_contacts(conn, &citizen, &contacts))
+            .write(move |conn| save_notification_contacts(conn, &contacts_key, &citizen, &contacts))
     };
 
     // A new address: the queued notice goes there, not to the one given at delivery.

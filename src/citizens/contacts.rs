@@ -1,13 +1,13 @@
 //! Where a citizen wants to be told that a document is waiting. Sealed to their own
-//! vault key: only the notification worker (which holds the master key) and the
-//! citizen's own pages can read it.
+//! vault key while the server holds it in escrow, and to the server's contacts key once
+//! the vault is locked: the notification worker must be able to read it either way.
 
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{CitizenError, find_citizen};
+use super::{CitizenError, ServerKeys, find_citizen};
 use crate::audit::{self, Actor, AuditEvent};
-use crate::crypto::{MasterKey, seal, unseal};
+use crate::crypto::{SealError, VaultRecipient, seal, unseal};
 use crate::db::Conn;
 use crate::db::schema::citizens;
 
@@ -53,16 +53,16 @@ pub struct NotificationContacts {
 /// The citizen's settings, or the defaults when none were saved.
 pub fn notification_contacts(
     conn: &mut Conn,
-    master: &MasterKey,
+    keys: ServerKeys<'_>,
     citizen_id: &str,
 ) -> Result<NotificationContacts, CitizenError> {
-    Ok(saved_notification_contacts(conn, master, citizen_id)?.unwrap_or_default())
+    Ok(saved_notification_contacts(conn, keys, citizen_id)?.unwrap_or_default())
 }
 
 /// The citizen's settings, or `None` when they never saved any.
 pub fn saved_notification_contacts(
     conn: &mut Conn,
-    master: &MasterKey,
+    keys: ServerKeys<'_>,
     citizen_id: &str,
 ) -> Result<Option<NotificationContacts>, CitizenError> {
     let sealed: Option<Vec<u8>> = citizens::table
@@ -74,18 +74,36 @@ pub fn saved_notification_contacts(
     let Some(sealed) = sealed else {
         return Ok(None);
     };
-    let identity = super::unwrap_vault_identity(conn, master, citizen_id)?.ok_or(
-        CitizenError::Database(crate::db::DbError::Query(diesel::result::Error::NotFound)),
-    )?;
-    let plain = unseal(&identity, &sealed)?;
+    let plain = open_contact(conn, keys, citizen_id, &sealed)?;
     serde_json::from_slice(&plain)
         .map(Some)
         .map_err(|error| CitizenError::Key(crate::crypto::SealError::Decrypt(error.to_string())))
 }
 
-/// Saves the citizen's settings, sealed to their key, and records that they changed.
+/// Opens a contact sealed for this citizen (their settings, or a notice's frozen
+/// address): with the escrowed vault key, or the contacts key once the vault is locked.
+pub fn open_contact(
+    conn: &mut Conn,
+    keys: ServerKeys<'_>,
+    citizen_id: &str,
+    sealed: &[u8],
+) -> Result<Vec<u8>, CitizenError> {
+    if let Some(identity) = super::unwrap_vault_identity(conn, keys.master, citizen_id)? {
+        return Ok(unseal(&identity, sealed)?);
+    }
+    if super::is_locked(conn, citizen_id)? {
+        return Ok(unseal(keys.contacts, sealed)?);
+    }
+    Err(CitizenError::Key(SealError::Decrypt(
+        "no key opens this citizen's contacts".to_owned(),
+    )))
+}
+
+/// Saves the citizen's settings, sealed to their key (or, for a locked vault, to the
+/// contacts key), and records that they changed.
 pub fn save_notification_contacts(
     conn: &mut Conn,
+    contacts_key: &VaultRecipient,
     citizen_id: &str,
     contacts: &NotificationContacts,
 ) -> Result<(), CitizenError> {
@@ -95,7 +113,7 @@ pub fn save_notification_contacts(
     let plain = serde_json::to_vec(contacts)
         .map_err(|error| CitizenError::Key(crate::crypto::SealError::Encrypt(error.to_string())))?;
     diesel::update(citizens::table.find(citizen_id))
-        .set(citizens::sealed_contacts.eq(seal(&citizen.recipient, &plain)?))
+        .set(citizens::sealed_contacts.eq(seal(&citizen.contacts_recipient(contacts_key), &plain)?))
         .execute(conn)?;
     audit::record(
         conn,

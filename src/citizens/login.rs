@@ -8,9 +8,9 @@ use diesel::prelude::*;
 use super::{CitizenError, NationalRegisterNumber, PivotIdentity, RecipientIndex};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::sessions::{SessionKind, end_sessions_of};
-use crate::crypto::{KeyedHasher, MasterKey, VaultIdentity};
-use crate::db::Conn;
+use crate::crypto::{KeyedHasher, MasterKey};
 use crate::db::schema::{citizen_logins, citizens};
+use crate::db::{Conn, DbError};
 
 /// What a provider asserted about the person, once parsed.
 #[derive(Debug, Clone)]
@@ -224,22 +224,6 @@ fn create_vault(
     master: &MasterKey,
     index: Option<&RecipientIndex>,
 ) -> Result<String, CitizenError> {
-    let identity = VaultIdentity::generate();
-    let (pivot_hash, nrn_hash) = match index {
-        Some(RecipientIndex::Pivot(hash)) => (Some(hash.clone()), None),
-        Some(RecipientIndex::NationalRegisterNumber(hash)) => (None, Some(hash.clone())),
-        None => (None, None),
-    };
-    let id = crate::new_id();
-    diesel::insert_into(citizens::table)
-        .values((
-            citizens::id.eq(&id),
-            citizens::recipient.eq(identity.recipient().to_string()),
-            citizens::wrapped_identity.eq(master.wrap_identity(&identity)?),
-            citizens::pivot_hash.eq(pivot_hash),
-            citizens::nrn_hash.eq(nrn_hash),
-            citizens::created_at.eq(crate::now()),
-        ))
-        .execute(conn)?;
-    Ok(id)
+    super::insert_citizen(conn, master, index)?
+        .ok_or_else(|| DbError::Query(diesel::result::Error::NotFound).into())
 }

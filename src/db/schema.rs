@@ -99,11 +99,61 @@ diesel::table! {
     citizens (id) {
         id -> Text,
         recipient -> Text,
-        wrapped_identity -> Binary,
         pivot_hash -> Nullable<Text>,
         nrn_hash -> Nullable<Text>,
         created_at -> Timestamp,
         sealed_contacts -> Nullable<Binary>,
+        locked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    vault_escrow (citizen_id) {
+        citizen_id -> Text,
+        wrapped_identity -> Binary,
+    }
+}
+
+diesel::table! {
+    vault_passkeys (id) {
+        id -> Text,
+        citizen_id -> Text,
+        credential_id -> Text,
+        passkey -> Text,
+        prf_salt -> Binary,
+        wrapped_identity -> Binary,
+        label -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    vault_recovery (citizen_id) {
+        citizen_id -> Text,
+        sealed_identity -> Binary,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    vault_recovery_attempts (id) {
+        id -> Text,
+        citizen_id -> Text,
+        attempted_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    vault_ceremonies (id) {
+        id -> Text,
+        citizen_id -> Text,
+        purpose -> Text,
+        state -> Text,
+        recipient -> Nullable<Text>,
+        proof_hash -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
     }
 }
 
@@ -198,6 +248,7 @@ diesel::table! {
         withdrawn_by -> Nullable<Text>,
         withdrawal_reason -> Nullable<Text>,
         reminded_at -> Nullable<Timestamp>,
+        encrypted_by -> Text,
     }
 }
 
@@ -423,6 +474,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     agent_pending_logins,
     key_material,
     citizens,
+    vault_escrow,
+    vault_passkeys,
+    vault_recovery,
+    vault_recovery_attempts,
+    vault_ceremonies,
     citizen_logins,
     agent_tenant_choices,
     auth_flows,

@@ -1,7 +1,8 @@
 //! Who to notify: for a delivery, decided before its transaction (the citizen's own
 //! settings when they saved some, otherwise the contact the agent gave), and decided
 //! again when the notice is sent, from the settings the citizen has then.
-//! Contacts leave this module sealed to the citizen's key.
+//! Contacts leave this module sealed to the citizen's key (to the server's contacts key
+//! once the vault is locked).
 
 use super::{NoticeChannel, NotifyError};
 use crate::citizens::{self, Channel, CitizenKey, NotificationContacts};
@@ -39,7 +40,7 @@ pub async fn notice_targets(
         .read(move |conn| -> Result<_, NotifyError> {
             Ok(citizens::saved_notification_contacts(
                 conn,
-                &keys.master,
+                keys.server_keys(),
                 &citizen_id,
             )?)
         })
@@ -52,10 +53,11 @@ pub async fn notice_targets(
             NoticeChannel::Sms => state.config.notify.sms.is_some(),
         }
     };
+    let sealed_to = citizen.contacts_recipient(&state.keys.contacts.recipient());
     let mut targets = Vec::new();
     for (channel, address) in chosen {
         if available(channel) {
-            targets.push((channel, seal(&citizen.recipient, address.as_bytes())?));
+            targets.push((channel, seal(&sealed_to, address.as_bytes())?));
         }
     }
     Ok(NoticeTargets(targets))

@@ -121,7 +121,7 @@ impl Worker {
             .state
             .db
             .read(move |conn| {
-                prepare(conn, &keys.master, claimed, &|channel| {
+                prepare(conn, keys.server_keys(), claimed, &|channel| {
                     channels.can_send(channel)
                 })
             })
@@ -214,7 +214,7 @@ type Prepared = (ClaimedNotice, Result<Option<ReadyNotice>, SendFailure>);
 /// cannot be read gets a code instead. The claimed notice carries the channel decided.
 fn prepare(
     conn: &mut Conn,
-    master: &crate::crypto::MasterKey,
+    keys: citizens::ServerKeys<'_>,
     claimed: Vec<ClaimedNotice>,
     can_send: &dyn Fn(NoticeChannel) -> bool,
 ) -> Result<Vec<Prepared>, NotifyError> {
@@ -248,30 +248,44 @@ fn prepare(
         .into_iter()
         .collect();
     let siblings = Siblings::load(conn, &claimed)?;
-    let mut identities: HashMap<String, Option<VaultIdentity>> = HashMap::new();
+    // The escrowed vault key of each citizen, or `None` for a locked vault (whose
+    // contacts are sealed to the server's contacts key and whose titles it cannot read).
+    let mut identities: HashMap<String, Option<Option<VaultIdentity>>> = HashMap::new();
     let mut settings: HashMap<String, Option<Option<NotificationContacts>>> = HashMap::new();
     let mut prepared = Vec::with_capacity(claimed.len());
     for mut notice in claimed {
         if !identities.contains_key(&notice.citizen_id) {
-            let identity = citizens::unwrap_vault_identity(conn, master, &notice.citizen_id)
-                .ok()
-                .flatten();
+            let identity =
+                match citizens::unwrap_vault_identity(conn, keys.master, &notice.citizen_id) {
+                    Ok(Some(identity)) => Some(Some(identity)),
+                    Ok(None) if citizens::is_locked(conn, &notice.citizen_id).unwrap_or(false) => {
+                        Some(None)
+                    }
+                    _ => None,
+                };
             identities.insert(notice.citizen_id.clone(), identity);
-            let saved = citizens::saved_notification_contacts(conn, master, &notice.citizen_id);
+            let saved = citizens::saved_notification_contacts(conn, keys, &notice.citizen_id);
             settings.insert(notice.citizen_id.clone(), saved.ok());
         }
         if about_withdrawn_only.contains(&notice.id) {
             prepared.push((notice, Ok(None)));
             continue;
         }
-        let identity = identities.get(&notice.citizen_id).and_then(Option::as_ref);
+        let (contact_key, title_key) = match identities.get(&notice.citizen_id) {
+            Some(Some(Some(identity))) => (Some(identity), Some(identity)),
+            Some(Some(None)) => (Some(keys.contacts), None),
+            _ => (None, None),
+        };
         let saved = settings.get(&notice.citizen_id).cloned().flatten();
         let covered = siblings.covering(&notice);
         let tenant_name = tenant_names.get(&notice.tenant_id).cloned();
         let titles = sealed_titles.remove(&notice.id).unwrap_or_default();
         let ready = ready_notice(
             &mut notice,
-            identity,
+            NoticeKeys {
+                contact: contact_key,
+                titles: title_key,
+            },
             saved,
             &|queued, frozen, saved| target_at_sending(queued, frozen, saved, &covered, can_send),
             tenant_name,
@@ -288,18 +302,26 @@ fn prepare(
 type DecideTarget<'a> =
     dyn Fn(NoticeChannel, String, Option<&NotificationContacts>) -> SendingTarget + 'a;
 
+/// What opens a notice's sealed parts: its contact (the citizen's escrowed key, or the
+/// contacts key for a locked vault) and its documents' titles (`None` for a locked vault:
+/// the server cannot read them, and the texts never carry them anyway).
+struct NoticeKeys<'a> {
+    contact: Option<&'a VaultIdentity>,
+    titles: Option<&'a VaultIdentity>,
+}
+
 /// `saved` is `None` when the citizen's settings could not be read.
 fn ready_notice(
     notice: &mut ClaimedNotice,
-    identity: Option<&VaultIdentity>,
+    keys: NoticeKeys<'_>,
     saved: Option<Option<NotificationContacts>>,
     decide: &DecideTarget<'_>,
     tenant_name: Option<String>,
     sealed_titles: Vec<Vec<u8>>,
 ) -> Result<Option<ReadyNotice>, &'static str> {
-    let identity = identity.ok_or("key_unavailable")?;
+    let contact_key = keys.contact.ok_or("key_unavailable")?;
     let saved = saved.ok_or("contacts_unreadable")?;
-    let contact = unseal(identity, &notice.sealed_contact).map_err(|_| "contact_unreadable")?;
+    let contact = unseal(contact_key, &notice.sealed_contact).map_err(|_| "contact_unreadable")?;
     let contact = String::from_utf8(contact).map_err(|_| "contact_unreadable")?;
     let queued = NoticeChannel::parse(&notice.channel).ok_or("invalid_notice")?;
     let (channel, contact) = match decide(queued, contact, saved.as_ref()) {
@@ -307,15 +329,18 @@ fn ready_notice(
         SendingTarget::Drop => return Ok(None),
     };
     channel.as_str().clone_into(&mut notice.channel);
-    let titles = sealed_titles
-        .iter()
-        .map(|sealed| {
-            let plain = unseal(identity, sealed).map_err(|_| "metadata_unreadable")?;
-            serde_json::from_slice::<SealedMetadata>(&plain)
-                .map(|metadata| metadata.title)
-                .map_err(|_| "metadata_unreadable")
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let titles = match keys.titles {
+        Some(identity) => sealed_titles
+            .iter()
+            .map(|sealed| {
+                let plain = unseal(identity, sealed).map_err(|_| "metadata_unreadable")?;
+                serde_json::from_slice::<SealedMetadata>(&plain)
+                    .map(|metadata| metadata.title)
+                    .map_err(|_| "metadata_unreadable")
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
     Ok(Some(ReadyNotice {
         id: notice.id.clone(),
         kind: NoticeKind::parse(&notice.kind).ok_or("invalid_notice")?,

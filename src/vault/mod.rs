@@ -4,9 +4,12 @@
 pub mod agent_pages;
 pub mod deliveries;
 pub mod delivery;
+pub mod lock;
 pub mod metadata;
 pub mod pages;
+pub mod passkeys;
 mod reading;
+pub mod security_pages;
 mod sweep;
 
 use serde::Serialize;
@@ -17,13 +20,20 @@ pub use delivery::{
     begin_delivery,
 };
 pub use metadata::{DeliveryMetadata, MetadataError, Recipient};
-pub use reading::{OpenedDocument, open_document, read_to_vec};
+pub use reading::{
+    EncryptedDocument, OpenedDocument, encrypted_document, open_document, read_to_vec,
+};
 pub use sweep::{ORPHAN_GRACE, sweep_orphan_payloads};
 
 use crate::citizens::CitizenError;
 use crate::crypto::SealError;
 use crate::db::DbError;
 use crate::storage::StorageError;
+
+/// `documents.encrypted_by` of a document the server encrypted as it arrived.
+pub const ENCRYPTED_BY_SERVER: &str = "server";
+/// `documents.encrypted_by` of a document its sender encrypted (end to end).
+pub const ENCRYPTED_BY_SENDER: &str = "sender";
 
 /// A document's identifier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

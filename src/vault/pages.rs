@@ -43,6 +43,12 @@ struct DocumentLine {
     is_new: bool,
     /// Set when the commune withdrew the document: its title is gone, only this stays.
     withdrawn: Option<Withdrawal>,
+    /// In a locked vault: the title and file name stay sealed (base64url) for the page
+    /// to open; `title` and `file_name` are empty.
+    locked: bool,
+    sealed_metadata: Option<String>,
+    /// Encrypted by the sender before it left their machine, not by the server.
+    end_to_end: bool,
 }
 
 #[derive(Serialize)]
@@ -63,6 +69,7 @@ type ListRow = (
     Vec<u8>,
     Option<chrono::NaiveDateTime>,
     Option<String>,
+    String,
 );
 
 async fn vault_list(
@@ -72,91 +79,109 @@ async fn vault_list(
 ) -> Result<HttpResponse, PageError> {
     let lang = page.lang;
     let (citizen_id, keys) = (citizen.citizen_id().to_owned(), state.keys.clone());
-    let lines = state
+    let (locked, lines) = state
         .db
-        .read(move |conn| -> Result<Vec<DocumentLine>, PageError> {
-            let rows: Vec<ListRow> = documents::table
-                .inner_join(tenants::table)
-                .left_join(
-                    departments::table.on(documents::department_id.eq(departments::id.nullable())),
-                )
-                .filter(documents::citizen_id.eq(&citizen_id))
-                .order(documents::created_at.desc())
-                .select((
-                    documents::id,
-                    tenants::name,
-                    departments::name.nullable(),
-                    documents::category,
-                    documents::plaintext_size,
-                    documents::created_at,
-                    documents::first_opened_at,
-                    documents::sealed_metadata,
-                    documents::withdrawn_at,
-                    documents::withdrawal_reason,
-                ))
-                .load(conn)?;
-            if rows.is_empty() {
-                return Ok(Vec::new());
-            }
-            let identity = citizens::unwrap_vault_identity(conn, &keys.master, &citizen_id)
-                .map_err(|error| PageError::internal(lang, error))?
-                .ok_or_else(|| PageError::session_expired(lang))?;
-            rows.into_iter()
-                .map(|row| {
-                    let (
-                        id,
-                        sender,
-                        department,
-                        category,
-                        size,
-                        created_at,
-                        opened,
-                        sealed,
-                        withdrawn_at,
-                        reason,
-                    ) = row;
-                    let withdrawn = withdrawn_at.map(|at| Withdrawal {
-                        date: format_date(lang, at),
-                        date_iso: at.and_utc().to_rfc3339(),
-                        reason: reason.unwrap_or_default(),
-                    });
-                    // A withdrawn document's title and file name were erased.
-                    let metadata = if withdrawn.is_some() {
-                        None
-                    } else {
-                        let plain = unseal(&identity, &sealed)
-                            .map_err(|error| PageError::internal(lang, error))?;
-                        Some(
-                            serde_json::from_slice::<SealedMetadata>(&plain)
-                                .map_err(|error| PageError::internal(lang, error))?,
-                        )
-                    };
-                    // Names delivered before bidirectional controls were cleaned on the
-                    // way in are cleaned on the way out.
-                    let (title, file_name) = metadata
-                        .map(|metadata| {
-                            (
-                                without_bidi_controls(&metadata.title),
-                                without_bidi_controls(&metadata.file_name),
-                            )
+        .read(
+            move |conn| -> Result<(bool, Vec<DocumentLine>), PageError> {
+                let locked = citizens::is_locked(conn, &citizen_id)
+                    .map_err(|error| PageError::internal(lang, error))?;
+                let rows: Vec<ListRow> = documents::table
+                    .inner_join(tenants::table)
+                    .left_join(
+                        departments::table
+                            .on(documents::department_id.eq(departments::id.nullable())),
+                    )
+                    .filter(documents::citizen_id.eq(&citizen_id))
+                    .order(documents::created_at.desc())
+                    .select((
+                        documents::id,
+                        tenants::name,
+                        departments::name.nullable(),
+                        documents::category,
+                        documents::plaintext_size,
+                        documents::created_at,
+                        documents::first_opened_at,
+                        documents::sealed_metadata,
+                        documents::withdrawn_at,
+                        documents::withdrawal_reason,
+                        documents::encrypted_by,
+                    ))
+                    .load(conn)?;
+                if rows.is_empty() {
+                    return Ok((locked, Vec::new()));
+                }
+                // A locked vault's key is not here: its titles go to the page sealed.
+                let identity = citizens::unwrap_vault_identity(conn, &keys.master, &citizen_id)
+                    .map_err(|error| PageError::internal(lang, error))?;
+                if identity.is_none() && !locked {
+                    return Err(PageError::session_expired(lang));
+                }
+                let lines = rows
+                    .into_iter()
+                    .map(|row| {
+                        let (
+                            id,
+                            sender,
+                            department,
+                            category,
+                            size,
+                            created_at,
+                            opened,
+                            sealed,
+                            withdrawn_at,
+                            reason,
+                            encrypted_by,
+                        ) = row;
+                        let withdrawn = withdrawn_at.map(|at| Withdrawal {
+                            date: format_date(lang, at),
+                            date_iso: at.and_utc().to_rfc3339(),
+                            reason: reason.unwrap_or_default(),
+                        });
+                        // A withdrawn document's title and file name were erased.
+                        let sealed_metadata = (locked && withdrawn.is_none())
+                            .then(|| super::security_pages::sealed_for_page(&sealed));
+                        let metadata = match (&withdrawn, &identity) {
+                            (Some(_), _) | (None, None) => None,
+                            (None, Some(identity)) => {
+                                let plain = unseal(identity, &sealed)
+                                    .map_err(|error| PageError::internal(lang, error))?;
+                                Some(
+                                    serde_json::from_slice::<SealedMetadata>(&plain)
+                                        .map_err(|error| PageError::internal(lang, error))?,
+                                )
+                            }
+                        };
+                        // Names delivered before bidirectional controls were cleaned on the
+                        // way in are cleaned on the way out.
+                        let (title, file_name) = metadata
+                            .map(|metadata| {
+                                (
+                                    without_bidi_controls(&metadata.title),
+                                    without_bidi_controls(&metadata.file_name),
+                                )
+                            })
+                            .unwrap_or_default();
+                        Ok(DocumentLine {
+                            id,
+                            title,
+                            file_name,
+                            sender,
+                            department,
+                            category,
+                            date: format_date(lang, created_at),
+                            date_iso: created_at.and_utc().to_rfc3339(),
+                            size: format_size(lang, size),
+                            is_new: opened.is_none() && withdrawn.is_none(),
+                            withdrawn,
+                            locked,
+                            sealed_metadata,
+                            end_to_end: encrypted_by == super::ENCRYPTED_BY_SENDER,
                         })
-                        .unwrap_or_default();
-                    Ok(DocumentLine {
-                        id,
-                        title,
-                        file_name,
-                        sender,
-                        department,
-                        category,
-                        date: format_date(lang, created_at),
-                        date_iso: created_at.and_utc().to_rfc3339(),
-                        size: format_size(lang, size),
-                        is_new: opened.is_none() && withdrawn.is_none(),
-                        withdrawn,
                     })
-                })
-                .collect()
-        })
+                    .collect::<Result<Vec<_>, PageError>>()?;
+                Ok((locked, lines))
+            },
+        )
         .await?;
     let (citizen_id, keys) = (citizen.citizen_id().to_owned(), state.keys.clone());
     let held = state
@@ -172,6 +197,8 @@ async fn vault_list(
     context.insert("waiting", &waiting);
     context.insert("vouchers_to_collect", &to_collect);
     context.insert("vouchers_done", &done);
+    context.insert("vault_locked", &locked);
+    crate::web::static_files::vault_script_integrity().insert_into(&mut context);
     Ok(page.render(StatusCode::OK, "vault.html", &context))
 }
 
@@ -186,6 +213,9 @@ struct VoucherToCollect {
     sites: Vec<crate::vouchers::campaigns::Site>,
     code: String,
     qr_svg: String,
+    /// In a locked vault: the code sealed for the page to open (base64url); `code` and
+    /// `qr_svg` are empty.
+    sealed_code: Option<String>,
 }
 
 /// A voucher collected (or whose campaign closed): one line.
@@ -215,6 +245,18 @@ fn voucher_views(
                 qr_svg: qr_svg(code.as_str(), &lang.text("vault-voucher-qr-label"))
                     .unwrap_or_default(),
                 code: code.grouped(),
+                dates: format!("{} – {}", day(voucher.starts_on), day(voucher.ends_on)),
+                campaign: voucher.campaign,
+                commune: voucher.commune,
+                item: voucher.item,
+                allotment: voucher.allotment,
+                sites: voucher.sites,
+                sealed_code: None,
+            }),
+            HeldState::ToCollectSealed(sealed) => to_collect.push(VoucherToCollect {
+                qr_svg: String::new(),
+                code: String::new(),
+                sealed_code: Some(super::security_pages::sealed_for_page(&sealed)),
                 dates: format!("{} – {}", day(voucher.starts_on), day(voucher.ends_on)),
                 campaign: voucher.campaign,
                 commune: voucher.commune,
@@ -297,7 +339,7 @@ fn content_disposition(file_name: &str) -> String {
     format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
-fn format_date(lang: Lang, at: chrono::NaiveDateTime) -> String {
+pub(super) fn format_date(lang: Lang, at: chrono::NaiveDateTime) -> String {
     match lang {
         Lang::Fr => at.format("%d/%m/%Y").to_string(),
         Lang::En => at.format("%Y-%m-%d").to_string(),
@@ -338,7 +380,7 @@ async fn settings(
     let contacts = state
         .db
         .read(move |conn| {
-            citizens::notification_contacts(conn, &keys.master, &citizen_id)
+            citizens::notification_contacts(conn, keys.server_keys(), &citizen_id)
                 .map_err(|error| PageError::internal(lang, error))
         })
         .await?;
@@ -410,10 +452,11 @@ async fn save_settings(
         channel: typed.channel,
     };
     let (citizen_id, saved) = (citizen.citizen_id().to_owned(), contacts.clone());
+    let contacts_key = state.keys.contacts.recipient();
     state
         .db
         .write(move |conn| {
-            citizens::save_notification_contacts(conn, &citizen_id, &saved)
+            citizens::save_notification_contacts(conn, &contacts_key, &citizen_id, &saved)
                 .map_err(|error| PageError::internal(lang, error))
         })
         .await?;

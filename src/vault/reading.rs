@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use diesel::prelude::*;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 use tokio_util::io::ReaderStream;
 
@@ -130,4 +130,58 @@ where
             Ok(all)
         })
         .await
+}
+
+/// A document as stored, for the citizen's page to decrypt: its age header, then its
+/// payload. The server opens nothing; fetching it counts as opening the document.
+pub struct EncryptedDocument<S> {
+    pub header_length: usize,
+    /// Header and payload together.
+    pub length: u64,
+    /// The header, then the payload as the object store holds it (checked against its
+    /// recorded digest on the way: a tampered payload ends the stream with an error,
+    /// and the page's age decryption refuses it in any case).
+    pub content: S,
+}
+
+/// The stored ciphertext of `id` for `citizen_id` (who must be its recipient).
+pub async fn encrypted_document(
+    state: &AppState,
+    citizen_id: &str,
+    id: &DocumentId,
+) -> Result<EncryptedDocument<impl Stream<Item = std::io::Result<Bytes>> + use<>>, DocumentError> {
+    let (citizen, document_id) = (citizen_id.to_owned(), id.0.clone());
+    let (tenant_id, header, blob_key, cipher_size, cipher_sha) = state
+        .db
+        .read(move |conn| -> Result<_, DocumentError> {
+            documents::table
+                .filter(documents::id.eq(&document_id))
+                .filter(documents::citizen_id.eq(&citizen))
+                .filter(documents::withdrawn_at.is_null())
+                .select((
+                    documents::tenant_id,
+                    documents::age_header,
+                    documents::blob_key,
+                    documents::ciphertext_size,
+                    documents::ciphertext_sha256,
+                ))
+                .first::<(String, Vec<u8>, String, i64, String)>(conn)
+                .optional()?
+                .ok_or(DocumentError::NotFound)
+        })
+        .await?;
+    let digest = recorded_digest(cipher_size, cipher_sha);
+    let length = digest.size + header.len() as u64;
+    let payload = state
+        .storage
+        .read_verified(&BlobKey::from_stored(blob_key), digest)
+        .await?;
+    record_opening(state, &tenant_id, citizen_id, id).await?;
+    let header_length = header.len();
+    let content = futures::stream::once(async move { Ok(Bytes::from(header)) }).chain(payload);
+    Ok(EncryptedDocument {
+        header_length,
+        length,
+        content,
+    })
 }

@@ -1,12 +1,13 @@
 //! The vouchers a citizen holds in their vault: those still to collect with their code
-//! (unsealed only for the citizen's own page), and those already collected.
+//! (unsealed only for the citizen's own page, or, in a locked vault, handed to the page
+//! sealed for it to open), and those already collected.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use super::VoucherCode;
 use super::campaigns::{Site, list_sites};
-use crate::citizens::unwrap_vault_identity;
+use crate::citizens::{is_locked, unwrap_vault_identity};
 use crate::crypto::{MasterKey, unseal};
 use crate::db::schema::{tenants, voucher_campaigns, voucher_sites, vouchers};
 use crate::db::{Conn, DbError};
@@ -26,6 +27,9 @@ pub struct HeldVoucher {
 pub enum HeldState {
     /// To collect: the code to show at the site.
     ToCollect(VoucherCode),
+    /// To collect, in a locked vault: the code sealed to the vault, which only the
+    /// citizen's page can open.
+    ToCollectSealed(Vec<u8>),
     Collected {
         at: NaiveDateTime,
         site: Option<String>,
@@ -79,9 +83,12 @@ pub fn held_vouchers(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
+    // `None` for a locked vault: its codes go to the page sealed.
     let identity = unwrap_vault_identity(conn, master, citizen_id)
-        .map_err(|error| VaultVoucherError::Key(error.to_string()))?
-        .ok_or_else(|| VaultVoucherError::Key("no vault key".to_owned()))?;
+        .map_err(|error| VaultVoucherError::Key(error.to_string()))?;
+    if identity.is_none() && !is_locked(conn, citizen_id).unwrap_or(false) {
+        return Err(VaultVoucherError::Key("no vault key".to_owned()));
+    }
     let mut held = Vec::with_capacity(rows.len());
     for row in rows {
         let (campaign_id, commune, campaign, item, allotment, starts_on, ends_on) =
@@ -92,11 +99,16 @@ pub fn held_vouchers(
             (None, Some(_)) => HeldState::Closed,
             (None, None) => {
                 let sealed = sealed.ok_or_else(|| VaultVoucherError::Key("no code".into()))?;
-                let plain = unseal(&identity, &sealed)
-                    .map_err(|error| VaultVoucherError::Key(error.to_string()))?;
-                let code = VoucherCode::parse(&String::from_utf8_lossy(&plain))
-                    .map_err(|error| VaultVoucherError::Key(error.to_string()))?;
-                HeldState::ToCollect(code)
+                match &identity {
+                    None => HeldState::ToCollectSealed(sealed),
+                    Some(identity) => {
+                        let plain = unseal(identity, &sealed)
+                            .map_err(|error| VaultVoucherError::Key(error.to_string()))?;
+                        let code = VoucherCode::parse(&String::from_utf8_lossy(&plain))
+                            .map_err(|error| VaultVoucherError::Key(error.to_string()))?;
+                        HeldState::ToCollect(code)
+                    }
+                }
             }
         };
         held.push(HeldVoucher {

@@ -13,6 +13,7 @@ pub mod page;
 mod pages;
 pub mod qr;
 pub mod session;
+pub mod static_files;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -98,6 +99,7 @@ impl Application {
                 .configure(login::configure)
                 .configure(agent_login::configure)
                 .configure(crate::vault::pages::configure)
+                .configure(crate::vault::security_pages::configure)
                 .configure(crate::vault::agent_pages::configure)
                 .configure(crate::bulk::pages::configure)
                 .configure(crate::agents::admin_pages::configure)

@@ -33,6 +33,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "settings.html",
         include_str!("../../templates/settings.html"),
     ),
+    (
+        "vault_security.html",
+        include_str!("../../templates/vault_security.html"),
+    ),
     ("message.html", include_str!("../../templates/message.html")),
     (
         "agent_login.html",

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::page::Page;
 use super::session::{AuthState, CitizenSession};
+use super::static_files;
 use crate::config::ProviderKind;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -25,6 +26,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/static/vendor/jsQR.js",
             web::get().to(|| script(include_str!("../../static/vendor/jsQR.js"))),
+        )
+        .route(
+            "/static/vault-crypto.js",
+            web::get().to(|| script(static_files::VAULT_CRYPTO_JS)),
+        )
+        .route(
+            "/static/vault-security.js",
+            web::get().to(|| script(static_files::VAULT_SECURITY_JS)),
+        )
+        .route(
+            "/static/vault-locked.js",
+            web::get().to(|| script(static_files::VAULT_LOCKED_JS)),
         )
         .route("/favicon.ico", web::get().to(icon));
 }
