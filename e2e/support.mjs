@@ -357,6 +357,37 @@ export async function firstAgentLogin(journey, base, email, { check = false } = 
   assert.equal(await page.locator('#agent-email').innerText(), email);
 }
 
+/**
+ * Gives a tab a virtual passkey authenticator (DevTools' WebAuthn domain: platform-like,
+ * user verified, with the PRF extension unless `hasPrf` is false); returns its id.
+ */
+export async function withAuthenticator(journey, { hasPrf = true, transport = 'internal' } = {}) {
+  journey.cdp ??= await journey.page.context().newCDPSession(journey.page);
+  await journey.cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await journey.cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2',
+      transport,
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      hasPrf,
+    },
+  });
+  return authenticatorId;
+}
+
+/** Logs the demonstration citizen Marie Dupont in through the demonstration provider; ends on /vault. */
+export async function logInAsMarie(journey, base) {
+  const { page } = journey;
+  await page.goto(`${base}/`);
+  await page.locator('section.login').getByRole('link').first().click();
+  await page.waitForURL(/\/demo-idp\//);
+  await page.getByLabel(/^Marie Claire DUPONT/).check();
+  await page.getByRole('button', { name: 'Se connecter' }).click();
+  await page.waitForURL(`${base}/vault`);
+}
+
 /** Submits a form (or follows a link) whose answer is an error status the test expects. */
 export async function expectingStatus(journey, url, status, action, method = 'POST') {
   journey.expectedStatus = { url, status };

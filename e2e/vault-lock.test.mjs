@@ -14,7 +14,15 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { DESKTOP, Journey, MOBILE, Server, launchBrowser } from './support.mjs';
+import {
+  DESKTOP,
+  Journey,
+  MOBILE,
+  Server,
+  launchBrowser,
+  logInAsMarie,
+  withAuthenticator,
+} from './support.mjs';
 
 const AGENT_EMAIL = 'agent@mairie.example';
 const TITLE = 'Attestation de quotient familial 2026';
@@ -59,34 +67,6 @@ async function deliverDocument(token) {
   });
   const body = await response.text();
   assert.equal(response.status, 201, `delivery refused: ${body}`);
-}
-
-/** A tab with a virtual passkey authenticator (platform-like, user verified). */
-async function withAuthenticator(journey, { hasPrf = true, transport = 'internal' } = {}) {
-  journey.cdp ??= await journey.page.context().newCDPSession(journey.page);
-  await journey.cdp.send('WebAuthn.enable');
-  const { authenticatorId } = await journey.cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: {
-      protocol: 'ctap2',
-      transport,
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      hasPrf,
-    },
-  });
-  return authenticatorId;
-}
-
-/** Logs Marie Dupont in through the demonstration provider; ends on /vault. */
-async function logIn(journey) {
-  const { page } = journey;
-  await page.goto(`${server.base}/`);
-  await page.locator('section.login').getByRole('link').first().click();
-  await page.waitForURL(/\/demo-idp\//);
-  await page.getByLabel(/^Marie Claire DUPONT/).check();
-  await page.getByRole('button', { name: 'Se connecter' }).click();
-  await page.waitForURL(`${server.base}/vault`);
 }
 
 async function logOut(journey) {
@@ -134,7 +114,7 @@ describe('a vault locked with a passkey', { timeout: 300_000 }, () => {
     try {
       const { page } = journey;
       await withAuthenticator(journey, { hasPrf: false });
-      await logIn(journey);
+      await logInAsMarie(journey, server.base);
       await page.getByRole('link', { name: LOCK }).click();
       await page.waitForURL(`${server.base}/vault/security`);
       assert.equal(await journey.heading().innerText(), 'Sécurité de mon coffre');
@@ -161,7 +141,7 @@ describe('a vault locked with a passkey', { timeout: 300_000 }, () => {
     try {
       const { page } = journey;
       const first = await withAuthenticator(journey);
-      await logIn(journey);
+      await logInAsMarie(journey, server.base);
 
       // The security page explains, then the passkey and the recovery code.
       await page.getByRole('link', { name: LOCK }).click();
@@ -199,7 +179,7 @@ describe('a vault locked with a passkey', { timeout: 300_000 }, () => {
 
       // A new login: the list comes sealed, and opens in the page with the passkey.
       await logOut(journey);
-      await logIn(journey);
+      await logInAsMarie(journey, server.base);
       assert.equal(await page.getByRole('link', { name: TITLE }).count(), 0);
       assert.equal(await page.getByRole('heading', { name: LOCKED_PLACEHOLDER }).count(), 1);
       assert.equal(await page.getByText(TITLE).count(), 0, 'the server sent no title');
@@ -265,7 +245,7 @@ describe('a vault locked with a passkey', { timeout: 300_000 }, () => {
     });
     try {
       const { page } = journey;
-      await logIn(journey);
+      await logInAsMarie(journey, server.base);
       assert.equal(await page.getByRole('heading', { name: LOCKED_PLACEHOLDER }).count(), 1);
       await page.getByRole('button', { name: 'Utiliser mon code de secours' }).click();
       const field = page.getByLabel('Code de secours', { exact: true });
