@@ -1,7 +1,9 @@
 //! Bulk delivery throughput: N documents of 100 KB (10,000 by default) delivered by the
 //! library's bulk client through `POST /api/v1/documents` into the release server
-//! with its embedded defaults (SQLite, local blob directory), beside the rate at
-//! which bare `age` encrypts the same documents in memory. See `benches/README.md`.
+//! with its embedded defaults (SQLite, local blob directory) — once encrypted by the
+//! server as they arrive, once encrypted by the client for each vault's key (end to
+//! end, each line asking `POST /api/v1/recipients` first) — beside the rate at which
+//! bare `age` encrypts the same documents in memory. See `benches/README.md`.
 //!
 //! Environment: `BULK_DOCUMENTS` (default 10000), `BULK_DOCUMENT_BYTES` (default
 //! 102400), `BULK_CONCURRENCY` (default 16).
@@ -176,33 +178,38 @@ fn main() {
     eprintln!("preparing {count} documents of {size} bytes…");
     let files = tempfile::tempdir().unwrap();
     let manifest_path = prepare(files.path(), count, size);
-    let (server, base, token) = start_server();
-
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let manifest = client::load_manifest(&manifest_path, files.path()).unwrap();
-    assert!(manifest.refused.is_empty());
-    let options = ClientOptions {
-        server: base.parse().unwrap(),
-        token,
-        concurrency,
-    };
-    let start = Instant::now();
-    let report = runtime
-        .block_on(client::deliver_manifest(
-            &options,
-            manifest,
-            files.path(),
-            &indicatif::ProgressBar::hidden(),
-        ))
-        .unwrap();
-    let api = start.elapsed();
-    assert!(report.is_complete(), "{report}");
-    assert_eq!(report.delivered.len(), count);
-    drop(server);
+    // Each mode on a fresh server: the same manifest lines would otherwise be replays.
+    let mut timings = Vec::new();
+    for encrypt_locally in [false, true] {
+        let (server, base, token) = start_server();
+        let manifest = client::load_manifest(&manifest_path, files.path()).unwrap();
+        assert!(manifest.refused.is_empty());
+        let options = ClientOptions {
+            server: base.parse().unwrap(),
+            token,
+            concurrency,
+            encrypt_locally,
+        };
+        let start = Instant::now();
+        let report = runtime
+            .block_on(client::deliver_manifest(
+                &options,
+                manifest,
+                files.path(),
+                &indicatif::ProgressBar::hidden(),
+            ))
+            .unwrap();
+        timings.push(start.elapsed());
+        assert!(report.is_complete(), "{report}");
+        assert_eq!(report.delivered.len(), count);
+        drop(server);
+    }
+    let (api, local) = (timings[0], timings[1]);
 
     let age = bare_age(count, size);
     let per_second = |elapsed: Duration| count as f64 / elapsed.as_secs_f64();
-    let (api_rate, age_rate) = (per_second(api), per_second(age));
+    let (api_rate, local_rate, age_rate) = (per_second(api), per_second(local), per_second(age));
     println!("| scenario | documents | seconds | documents/s |");
     println!("|---|---:|---:|---:|");
     println!(
@@ -211,11 +218,20 @@ fn main() {
         api_rate
     );
     println!(
+        "| bulk client encrypting each document → API → SQLite + disk (concurrency {concurrency}) | {count} | {:.2} | {:.0} |",
+        local.as_secs_f64(),
+        local_rate
+    );
+    println!(
         "| bare age encrypt in memory (1 thread) | {count} | {:.2} | {:.0} |",
         age.as_secs_f64(),
         age_rate
     );
     println!();
+    println!(
+        "ratio client-encrypted / server-encrypted: {:.2}",
+        local_rate / api_rate
+    );
     println!(
         "ratio API / bare age: {:.2}; target {TARGET_PER_SECOND:.0} documents/s: {}",
         api_rate / age_rate,

@@ -158,6 +158,7 @@ impl From<crate::vault::DocumentError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "idempotency_key_reused", message)
             }
             E::NotFound => Self::not_found(),
+            E::RecipientChanged => Self::new(StatusCode::CONFLICT, "recipient_changed", message),
             E::Storage(cause) => Self::storage_unavailable(cause),
             E::Database(cause) => cause.into(),
             E::Crypto(cause) => Self::internal(cause),

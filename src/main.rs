@@ -77,6 +77,11 @@ struct DeliverArgs {
     /// Documents sent at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Send the documents in clear (over HTTPS) for the server to encrypt as they
+    /// arrive. By default each is encrypted here for its vault's key, so that no
+    /// plaintext reaches the server (end to end).
+    #[arg(long)]
+    server_encryption: bool,
 }
 
 #[derive(Subcommand)]
@@ -471,6 +476,7 @@ fn deliver(args: DeliverArgs) -> anyhow::Result<()> {
         server: args.server,
         token: args.token,
         concurrency: args.concurrency.max(1),
+        encrypt_locally: !args.server_encryption,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(client::deliver_manifest(

@@ -59,6 +59,7 @@ fn options(app: &TestApp, token: &str) -> ClientOptions {
         server: app.address.parse().unwrap(),
         token: token.to_owned(),
         concurrency: 4,
+        encrypt_locally: true,
     }
 }
 

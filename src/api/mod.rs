@@ -4,6 +4,7 @@
 mod auth;
 mod bulk_jobs;
 mod documents;
+mod recipients;
 mod vouchers;
 
 use actix_web::{HttpResponse, web};
@@ -22,6 +23,7 @@ pub use auth::ApiAgent;
         documents::deliver_document,
         documents::document_status,
         documents::withdraw_document,
+        recipients::recipient_key,
         bulk_jobs::start_bulk_job,
         bulk_jobs::bulk_job_report,
         vouchers::redeem
@@ -37,6 +39,9 @@ pub use auth::ApiAgent;
         documents::DeliveryForm,
         documents::DeliveredBody,
         documents::WithdrawalBody,
+        recipients::RecipientQuery,
+        recipients::RecipientBody,
+        crate::vault::metadata::SenderEncryptionInput,
         bulk_jobs::BulkJobForm,
         bulk_jobs::StartedBody,
         crate::bulk::JobReport,
@@ -75,6 +80,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/openapi.json", web::get().to(openapi_json))
             .route("/documents", web::post().to(documents::deliver_document))
             .route("/documents/{id}", web::get().to(documents::document_status))
+            .route("/recipients", web::post().to(recipients::recipient_key))
             .route(
                 "/documents/{id}/withdraw",
                 web::post().to(documents::withdraw_document),

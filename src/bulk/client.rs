@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::manifest::{LineError, Manifest, ManifestLimits, ManifestLine};
+use crate::crypto::{EncryptionWorker, VaultRecipient, seal};
 
 /// Attempts per line before a connection error or a 5xx counts as a refusal.
 const MAX_ATTEMPTS: u32 = 5;
@@ -27,6 +28,9 @@ pub struct ClientOptions {
     pub token: String,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// Encrypt each document here, for its vault's key, before it leaves this machine
+    /// (end to end); otherwise the server encrypts it as it arrives.
+    pub encrypt_locally: bool,
 }
 
 /// Why a bulk delivery stopped before going through the manifest.
@@ -120,9 +124,14 @@ pub async fn deliver_manifest(
         ..DeliveryReport::default()
     };
     progress.set_length(manifest.lines.len() as u64);
+    let recipients = options
+        .server
+        .join("api/v1/recipients")
+        .map_err(|error| ClientError::Server(error.to_string()))?;
     let sender = LineSender {
         http: &http,
         endpoint: &endpoint,
+        recipients: options.encrypt_locally.then_some(&recipients),
         token: &options.token,
         files,
     };
@@ -150,8 +159,17 @@ pub async fn deliver_manifest(
 struct LineSender<'a> {
     http: &'a reqwest::Client,
     endpoint: &'a url::Url,
+    /// Where vault keys are asked for, when documents are encrypted here.
+    recipients: Option<&'a url::Url>,
     token: &'a str,
     files: &'a Path,
+}
+
+/// What a line is encrypted to, when documents are encrypted here.
+struct LocalEncryption {
+    recipient: VaultRecipient,
+    /// The line's metadata with its title sealed (see [`sealed_metadata_line`]).
+    raw_metadata: Vec<u8>,
 }
 
 #[derive(serde::Deserialize)]
@@ -176,12 +194,27 @@ impl LineSender<'_> {
         let key = line.idempotency_key(&sha256);
         let mut backoff = FIRST_BACKOFF;
         let mut last_problem = String::new();
+        let mut encryption = None;
         for attempt in 1..=MAX_ATTEMPTS {
             if attempt > 1 {
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
             }
-            let form = match self.form(line, &path, size).await {
+            if let (Some(lookup), None) = (self.recipients, &encryption) {
+                match self.local_encryption(lookup, line).await? {
+                    Ok(found) => encryption = Some(found),
+                    Err(LookupProblem::Retry(problem)) => {
+                        last_problem = problem;
+                        continue;
+                    }
+                    Err(LookupProblem::Refused(reason)) => return Ok(refused(&reason)),
+                }
+            }
+            let form = match &encryption {
+                None => self.form(line, &path, size).await,
+                Some(encryption) => self.encrypted_form(line, &path, encryption).await,
+            };
+            let form = match form {
                 Ok(form) => form,
                 Err(_) => return Ok(refused("file: cannot be read")),
             };
@@ -235,6 +268,15 @@ impl LineSender<'_> {
                 .await
                 .map(|body| body.message)
                 .unwrap_or_else(|_| format!("HTTP {}", status.as_u16()));
+            if status == StatusCode::CONFLICT
+                && encryption.is_some()
+                && message_is_recipient_changed(&message)
+            {
+                // The vault was locked since its key was asked for: ask again.
+                encryption = None;
+                last_problem = message;
+                continue;
+            }
             let reason = if status == StatusCode::CONFLICT {
                 format!("already delivered with another file or content ({message})")
             } else {
@@ -262,6 +304,173 @@ impl LineSender<'_> {
             .map_err(std::io::Error::other)?;
         Ok(Form::new().part("metadata", metadata).part("file", file))
     }
+}
+
+/// Why a vault key could not be had for a line.
+enum LookupProblem {
+    /// Worth another try (server busy or unreachable).
+    Retry(String),
+    /// The line itself is refused.
+    Refused(String),
+}
+
+impl LineSender<'_> {
+    /// Asks the portal for the line's vault key and seals the line's title to it.
+    async fn local_encryption(
+        &self,
+        lookup: &url::Url,
+        line: &ManifestLine,
+    ) -> Result<Result<LocalEncryption, LookupProblem>, ClientError> {
+        let metadata: serde_json::Value = serde_json::from_slice(&line.raw_metadata)
+            .map_err(|error| ClientError::Server(error.to_string()))?;
+        let response = self
+            .http
+            .post(lookup.clone())
+            .bearer_auth(self.token)
+            .json(&serde_json::json!({ "recipient": metadata["recipient"] }))
+            .send()
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => {
+                return Ok(Err(LookupProblem::Retry(format!(
+                    "server unreachable ({})",
+                    error_kind(&error)
+                ))));
+            }
+        };
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(ClientError::Unauthorized(status.as_u16()));
+        }
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Ok(Err(LookupProblem::Retry(format!(
+                "vault key unavailable (HTTP {})",
+                status.as_u16()
+            ))));
+        }
+        if !status.is_success() {
+            let message = response
+                .json::<ErrorBody>()
+                .await
+                .map(|body| body.message)
+                .unwrap_or_else(|_| format!("HTTP {}", status.as_u16()));
+            return Ok(Err(LookupProblem::Refused(message)));
+        }
+        let Some(recipient) = response
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|body| VaultRecipient::parse(body["recipient"].as_str()?).ok())
+        else {
+            return Ok(Err(LookupProblem::Refused(
+                "the server's vault key could not be read".to_owned(),
+            )));
+        };
+        let raw_metadata = match sealed_metadata_line(metadata, &recipient, &line.file.file_name())
+        {
+            Ok(raw) => raw,
+            Err(error) => return Ok(Err(LookupProblem::Refused(error.to_string()))),
+        };
+        Ok(Ok(LocalEncryption {
+            recipient,
+            raw_metadata,
+        }))
+    }
+
+    /// The multipart body of a document encrypted here: the metadata with its title
+    /// sealed, and the file as an age file for the vault's key, encrypted as it is read.
+    async fn encrypted_form(
+        &self,
+        line: &ManifestLine,
+        path: &Path,
+        encryption: &LocalEncryption,
+    ) -> std::io::Result<Form> {
+        let file = tokio::fs::File::open(path).await?;
+        let (worker, header) =
+            EncryptionWorker::start(&encryption.recipient, false).map_err(std::io::Error::other)?;
+        let body = reqwest::Body::wrap_stream(encrypted_stream(file, worker, header));
+        let metadata = Part::bytes(encryption.raw_metadata.clone())
+            .mime_str("application/json")
+            .map_err(std::io::Error::other)?;
+        let file = Part::stream(body)
+            .file_name(line.file.file_name())
+            .mime_str(line.file.content_type())
+            .map_err(std::io::Error::other)?;
+        Ok(Form::new().part("metadata", metadata).part("file", file))
+    }
+}
+
+/// The line's metadata as sent for a document encrypted here: the title leaves it,
+/// sealed with the file name to the vault's key (`encryption.sealed_metadata`).
+fn sealed_metadata_line(
+    mut metadata: serde_json::Value,
+    recipient: &VaultRecipient,
+    file_name: &str,
+) -> Result<Vec<u8>, crate::crypto::SealError> {
+    let title = metadata
+        .as_object_mut()
+        .and_then(|fields| fields.remove("title"))
+        .unwrap_or_default();
+    let sealed = seal(
+        recipient,
+        serde_json::json!({ "title": title, "file_name": file_name })
+            .to_string()
+            .as_bytes(),
+    )?;
+    metadata["encryption"] = serde_json::json!({
+        "recipient": recipient.to_string(),
+        "sealed_metadata": crate::vault::passkeys::base64url(&sealed),
+    });
+    Ok(metadata.to_string().into_bytes())
+}
+
+/// The age file of `file` for the worker's recipient: its header, then the payload as
+/// the file is read (bounded memory, whatever the file's size).
+fn encrypted_stream(
+    file: tokio::fs::File,
+    worker: EncryptionWorker,
+    header: Vec<u8>,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    let reader = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+    let state = (
+        reader,
+        Some(worker),
+        Some(header),
+        std::collections::VecDeque::new(),
+    );
+    futures::stream::try_unfold(
+        state,
+        |(mut reader, mut worker, mut header, mut ready)| async move {
+            loop {
+                if let Some(header) = header.take() {
+                    return Ok(Some((
+                        bytes::Bytes::from(header),
+                        (reader, worker, None, ready),
+                    )));
+                }
+                if let Some(next) = ready.pop_front() {
+                    return Ok(Some((next, (reader, worker, header, ready))));
+                }
+                let Some(active) = worker.as_mut() else {
+                    return Ok(None);
+                };
+                match reader.next().await {
+                    Some(chunk) => ready.extend(active.push(chunk?).await?),
+                    None => {
+                        if let Some(active) = worker.take() {
+                            let (rest, _) = active.finish().await?;
+                            ready.extend(rest);
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn message_is_recipient_changed(message: &str) -> bool {
+    message.contains("vault's key changed")
 }
 
 fn refused(reason: &str) -> LineOutcome {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::metadata::{Contact, DeliveryMetadata, Recipient};
+use super::sender_encrypted::SenderStream;
 use super::{DocumentError, DocumentId};
 use crate::agents::Agent;
 use crate::agents::org_chart::AgentScope;
@@ -98,7 +99,9 @@ pub struct IncomingFile {
 pub struct SealedMetadata {
     pub title: String,
     pub file_name: String,
-    /// The recipient as the agent named them (canonical pivot, NRN or citizen id).
+    /// The recipient as the agent named them (canonical pivot, NRN or citizen id);
+    /// empty in what a sender sealed.
+    #[serde(default)]
     pub addressed_to: String,
     #[serde(default)]
     pub contact: Option<Contact>,
@@ -129,23 +132,35 @@ pub struct NewUpload {
     category: String,
     content_type: String,
     sealed_metadata: Vec<u8>,
-    worker: EncryptionWorker,
-    /// Plaintext gathered into larger pieces before it crosses to the worker thread:
-    /// fewer hand-overs, each worth more work.
-    batch: BytesMut,
-    header: Vec<u8>,
+    encoding: Encoding,
     blob: PendingBlob,
     plaintext_size: u64,
-    idempotency: Option<(IdempotencyKey, Fingerprint)>,
+    /// The key, the request's fingerprint, and whether it leaves the content out.
+    idempotency: Option<(IdempotencyKey, Fingerprint, bool)>,
     /// Who to tell, decided (and sealed) before the commit.
     notices: crate::notify::NoticeTargets,
+}
+
+/// Who encrypts the incoming bytes.
+enum Encoding {
+    /// The server, as they arrive.
+    Server {
+        worker: EncryptionWorker,
+        /// Plaintext gathered into larger pieces before it crosses to the worker
+        /// thread: fewer hand-overs, each worth more work.
+        batch: BytesMut,
+        header: Vec<u8>,
+    },
+    /// The sender did: an age file, stored as it is.
+    Sender(Box<SenderStream>),
 }
 
 pub struct ReplayUpload {
     existing: DocumentId,
     stored_fingerprint: Option<String>,
     fingerprint: Fingerprint,
-    content: Sha256,
+    /// The bytes' hash; `None` for a sender-encrypted document (see [`Fingerprint::start`]).
+    content: Option<Sha256>,
     plaintext_size: u64,
     limit: u64,
 }
@@ -157,12 +172,33 @@ struct Fingerprint {
 }
 
 impl Fingerprint {
-    fn start(state: &AppState, raw_metadata: &[u8], file: &IncomingFile) -> Self {
+    /// With `without_content`, the title, the sealed metadata and the bytes are left
+    /// out: a sender-encrypted delivery is encrypted afresh on every retry (they differ
+    /// each time), and a manifest line's key already stands for the line and its file,
+    /// so that the line is the same delivery whether the command line encrypted it or
+    /// the server did.
+    fn start(
+        state: &AppState,
+        raw_metadata: &[u8],
+        file: &IncomingFile,
+        without_content: bool,
+    ) -> Self {
+        let metadata = if without_content {
+            let mut value: serde_json::Value =
+                serde_json::from_slice(raw_metadata).unwrap_or_default();
+            if let Some(fields) = value.as_object_mut() {
+                fields.remove("title");
+                fields.remove("encryption");
+            }
+            value.to_string().into_bytes()
+        } else {
+            raw_metadata.to_vec()
+        };
         let request = state
             .keys
             .hasher
             .start(HashDomain::DeliveryRequest)
-            .part(raw_metadata)
+            .part(&metadata)
             .part(file.file_name.as_bytes())
             .part(file.content_type.as_bytes());
         Self { request }
@@ -186,6 +222,11 @@ pub async fn begin_delivery(
         return Err(DocumentError::Forbidden);
     }
     let limit = state.config.limits.max_document_bytes;
+    // See [`Fingerprint::start`].
+    let without_content = metadata.encryption.is_some()
+        || idempotency_key
+            .as_ref()
+            .is_some_and(|key| key.scope == IdempotencyScope::Tenant);
     if let Some(key) = &idempotency_key
         && let Some((existing, stored_fingerprint)) =
             find_by_idempotency_key(state, agent, key).await?
@@ -193,8 +234,8 @@ pub async fn begin_delivery(
         return Ok(Upload::Replay(Box::new(ReplayUpload {
             existing,
             stored_fingerprint,
-            fingerprint: Fingerprint::start(state, raw_metadata, &file),
-            content: Sha256::new(),
+            fingerprint: Fingerprint::start(state, raw_metadata, &file, without_content),
+            content: (!without_content).then(Sha256::new),
             plaintext_size: 0,
             limit,
         })));
@@ -204,20 +245,40 @@ pub async fn begin_delivery(
     let (citizen, addressed_to) = resolve_recipient(state, &metadata.recipient).await?;
     let notices = crate::notify::notice_targets(state, &citizen, metadata.contact.as_ref()).await?;
 
-    let sealed_metadata = seal(
-        &citizen.recipient,
-        &serde_json::to_vec(&SealedMetadata {
-            title: metadata.title.clone(),
-            file_name: file.file_name.clone(),
-            addressed_to,
-            contact: metadata.contact.clone(),
-        })
-        .map_err(|error| DocumentError::Internal(error.to_string()))?,
-    )?;
-    let (worker, header) = EncryptionWorker::start(&citizen.recipient, idempotency_key.is_some())?;
+    let (sealed_metadata, encoding) = match &metadata.encryption {
+        // Encrypted for a key the vault no longer has (it was locked meanwhile): the
+        // citizen could never open it.
+        Some(sent) if sent.recipient != citizen.recipient.to_string() => {
+            return Err(DocumentError::RecipientChanged);
+        }
+        Some(sent) => (
+            sent.sealed_metadata.clone(),
+            Encoding::Sender(Box::default()),
+        ),
+        None => {
+            let sealed = seal(
+                &citizen.recipient,
+                &serde_json::to_vec(&SealedMetadata {
+                    title: metadata.title.clone(),
+                    file_name: file.file_name.clone(),
+                    addressed_to,
+                    contact: metadata.contact.clone(),
+                })
+                .map_err(|error| DocumentError::Internal(error.to_string()))?,
+            )?;
+            let (worker, header) =
+                EncryptionWorker::start(&citizen.recipient, idempotency_key.is_some())?;
+            let encoding = Encoding::Server {
+                worker,
+                batch: BytesMut::with_capacity(BATCH_BYTES),
+                header,
+            };
+            (sealed, encoding)
+        }
+    };
     let idempotency = idempotency_key.map(|key| {
-        let fingerprint = Fingerprint::start(state, raw_metadata, &file);
-        (key, fingerprint)
+        let fingerprint = Fingerprint::start(state, raw_metadata, &file, without_content);
+        (key, fingerprint, without_content)
     });
     Ok(Upload::New(Box::new(NewUpload {
         state: state.clone(),
@@ -227,9 +288,7 @@ pub async fn begin_delivery(
         category: metadata.category.as_str().to_owned(),
         content_type: file.content_type,
         sealed_metadata,
-        worker,
-        batch: BytesMut::with_capacity(BATCH_BYTES),
-        header,
+        encoding,
         blob: state.storage.start_upload(BlobKey::new_document()),
         plaintext_size: 0,
         idempotency,
@@ -357,7 +416,9 @@ impl Upload {
                         limit: replay.limit,
                     });
                 }
-                replay.content.update(&chunk);
+                if let Some(content) = &mut replay.content {
+                    content.update(&chunk);
+                }
                 Ok(())
             }
         }
@@ -375,7 +436,10 @@ impl Upload {
                     content,
                     ..
                 } = *replay;
-                if stored_fingerprint.as_deref() == Some(&fingerprint.finish(&content.finalize())) {
+                let content = content
+                    .map(|hash| hash.finalize().to_vec())
+                    .unwrap_or_default();
+                if stored_fingerprint.as_deref() == Some(&fingerprint.finish(&content)) {
                     Ok(Delivered {
                         id: existing,
                         replayed: true,
@@ -398,16 +462,25 @@ impl Upload {
 impl NewUpload {
     async fn push(&mut self, chunk: Bytes) -> Result<(), DocumentError> {
         let limit = self.state.config.limits.max_document_bytes;
-        self.plaintext_size += chunk.len() as u64;
-        if self.plaintext_size > limit {
-            return Err(DocumentError::TooLarge { limit });
-        }
-        self.batch.extend_from_slice(&chunk);
-        if self.batch.len() >= BATCH_BYTES {
-            let batch = self.batch.split().freeze();
-            self.batch.reserve(BATCH_BYTES);
-            for ciphertext in self.worker.push(batch).await? {
-                self.blob.write(ciphertext).await?;
+        match &mut self.encoding {
+            Encoding::Server { worker, batch, .. } => {
+                self.plaintext_size += chunk.len() as u64;
+                if self.plaintext_size > limit {
+                    return Err(DocumentError::TooLarge { limit });
+                }
+                batch.extend_from_slice(&chunk);
+                if batch.len() >= BATCH_BYTES {
+                    let full = batch.split().freeze();
+                    batch.reserve(BATCH_BYTES);
+                    for ciphertext in worker.push(full).await? {
+                        self.blob.write(ciphertext).await?;
+                    }
+                }
+            }
+            Encoding::Sender(stream) => {
+                if let Some(payload) = stream.push(chunk, limit)? {
+                    self.blob.write(payload).await?;
+                }
             }
         }
         Ok(())
@@ -422,49 +495,81 @@ impl NewUpload {
             category,
             content_type,
             sealed_metadata,
-            mut worker,
-            batch,
-            header,
+            encoding,
             mut blob,
             plaintext_size,
             idempotency,
             notices,
         } = self;
-        if plaintext_size == 0 {
-            blob.discard().await;
-            return Err(DocumentError::EmptyDocument);
-        }
+        let limit = state.config.limits.max_document_bytes;
+        let encrypted_by = match &encoding {
+            Encoding::Server { .. } => super::ENCRYPTED_BY_SERVER,
+            Encoding::Sender(_) => super::ENCRYPTED_BY_SENDER,
+        };
         let stored = async {
-            if !batch.is_empty() {
-                for ciphertext in worker.push(batch.freeze()).await? {
-                    blob.write(ciphertext).await?;
+            let stored = match encoding {
+                Encoding::Server {
+                    mut worker,
+                    batch,
+                    header,
+                } => {
+                    if plaintext_size == 0 {
+                        return Err(DocumentError::EmptyDocument);
+                    }
+                    if !batch.is_empty() {
+                        for ciphertext in worker.push(batch.freeze()).await? {
+                            blob.write(ciphertext).await?;
+                        }
+                    }
+                    let (rest, digest) = worker.finish().await?;
+                    for ciphertext in rest {
+                        blob.write(ciphertext).await?;
+                    }
+                    StoredPayload {
+                        header,
+                        ciphertext_size: digest.ciphertext_size,
+                        ciphertext_sha256: digest.ciphertext_sha256,
+                        plaintext_size,
+                        content_sha256: digest.plaintext_sha256.unwrap_or_default().to_vec(),
+                    }
                 }
-            }
-            let (rest, digest) = worker.finish().await?;
-            for ciphertext in rest {
-                blob.write(ciphertext).await?;
-            }
+                Encoding::Sender(stream) => {
+                    let sent = stream.finish(limit)?;
+                    StoredPayload {
+                        header: sent.header,
+                        ciphertext_size: sent.payload_size,
+                        ciphertext_sha256: sent.payload_sha256,
+                        plaintext_size: sent.plaintext_size,
+                        content_sha256: sent.received_sha256,
+                    }
+                }
+            };
             let size = blob.complete().await?;
-            if size != digest.ciphertext_size {
+            if size != stored.ciphertext_size {
                 return Err(DocumentError::Internal(
                     "ciphertext size mismatch".to_owned(),
                 ));
             }
-            Ok::<_, DocumentError>(digest)
+            Ok::<_, DocumentError>(stored)
         }
         .await;
-        let digest = match stored {
-            Ok(digest) => digest,
+        let stored = match stored {
+            Ok(stored) => stored,
             Err(error) => {
                 blob.discard().await;
                 return Err(error);
             }
         };
         let (idempotency_key, idempotency_scope, request_fingerprint) = match idempotency {
-            Some((key, fingerprint)) => {
-                let content = digest.plaintext_sha256.unwrap_or_default();
+            Some((key, fingerprint, without_content)) => {
                 let scope = key.scope.as_str().to_owned();
-                (Some(key), Some(scope), Some(fingerprint.finish(&content)))
+                let content = if without_content {
+                    &[]
+                } else {
+                    stored.content_sha256.as_slice()
+                };
+                let fingerprint = fingerprint.finish(content);
+                (Some(key), Some(scope), Some(fingerprint))
             }
             None => (None, None, None),
         };
@@ -477,21 +582,22 @@ impl NewUpload {
             category,
             content_type,
             sealed_metadata,
-            age_header: header,
+            age_header: stored.header,
             blob_key: blob.key().as_str().to_owned(),
-            ciphertext_size: to_i64(digest.ciphertext_size)?,
-            ciphertext_sha256: digest.ciphertext_sha256.clone(),
-            plaintext_size: to_i64(plaintext_size)?,
+            ciphertext_size: to_i64(stored.ciphertext_size)?,
+            ciphertext_sha256: stored.ciphertext_sha256,
+            plaintext_size: to_i64(stored.plaintext_size)?,
             idempotency_key: idempotency_key.as_ref().map(|key| key.key.clone()),
             idempotency_scope,
             request_fingerprint,
             created_at: crate::now(),
+            encrypted_by: encrypted_by.to_owned(),
         };
         let committed = commit_document(&state, row.clone(), notices).await;
         match committed {
             Ok(()) => {
                 blob.keep();
-                tracing::info!(document.id = %row.id, tenant.id = %row.tenant_id, document.size = plaintext_size, "document delivered");
+                tracing::info!(document.id = %row.id, tenant.id = %row.tenant_id, document.size = row.plaintext_size, document.encrypted_by = encrypted_by, "document delivered");
                 Ok(Delivered {
                     id: DocumentId(row.id),
                     replayed: false,
@@ -545,6 +651,18 @@ struct NewDocument {
     idempotency_scope: Option<String>,
     request_fingerprint: Option<String>,
     created_at: chrono::NaiveDateTime,
+    /// `server` or `sender` (end to end).
+    encrypted_by: String,
+}
+
+/// What was stored of a document's bytes, whoever encrypted them.
+struct StoredPayload {
+    header: Vec<u8>,
+    ciphertext_size: u64,
+    ciphertext_sha256: String,
+    plaintext_size: u64,
+    /// SHA-256 of the bytes received (the request's fingerprint).
+    content_sha256: Vec<u8>,
 }
 
 /// Writes the document row, its audit event and its notices in one transaction.

@@ -29,8 +29,10 @@ pub struct DeliveryMetadataInput {
     /// One of `{"pivot": {…}}`, `{"nrn": "…"}` or `{"citizen_id": "…"}`.
     #[schema(value_type = RecipientInput)]
     pub recipient: serde_json::Value,
-    /// Shown to the citizen only; encrypted at rest.
-    pub title: String,
+    /// Shown to the citizen only; encrypted at rest. Absent when the sender encrypted
+    /// the document (`encryption`): the title is then in the sealed metadata.
+    #[serde(default)]
+    pub title: Option<String>,
     /// Short lowercase label, e.g. `impots`, `etat-civil`.
     pub category: String,
     #[serde(default)]
@@ -38,6 +40,27 @@ pub struct DeliveryMetadataInput {
     /// Slug of one of the tenant's departments.
     #[serde(default)]
     pub department: Option<String>,
+    /// Set when the sender encrypted the file (the `file` part is then an age file).
+    #[serde(default)]
+    pub encryption: Option<SenderEncryptionInput>,
+}
+
+/// How a sender-encrypted document was encrypted.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SenderEncryptionInput {
+    /// The vault key (`age1…`) the file and the sealed metadata are encrypted to, as
+    /// `POST /api/v1/recipients` gave it.
+    pub recipient: String,
+    /// `{"title": …, "file_name": …}` as JSON, age-encrypted to the same key, base64url.
+    pub sealed_metadata: String,
+}
+
+/// A sender-encrypted delivery, checked as far as the server can.
+#[derive(Debug, Clone)]
+pub struct SenderEncryption {
+    pub recipient: String,
+    pub sealed_metadata: Vec<u8>,
 }
 
 /// How the recipient is named (documentation of the `recipient` object).
@@ -86,6 +109,8 @@ pub struct DeliveryMetadata {
     pub category: Slug,
     pub contact: Option<Contact>,
     pub department: Option<Slug>,
+    /// Set when the sender encrypted the document (then `title` is empty).
+    pub encryption: Option<SenderEncryption>,
 }
 
 impl DeliveryMetadata {
@@ -94,8 +119,18 @@ impl DeliveryMetadata {
         let input: DeliveryMetadataInput = serde_json::from_slice(json)
             .map_err(|error| MetadataError::Malformed(error.to_string()))?;
         let recipient = parse_recipient(input.recipient)?;
-        let title = clean_text(&input.title, MAX_TITLE_CHARS)
-            .ok_or_else(|| field("title must be 1 to 200 characters of text"))?;
+        let encryption = input.encryption.map(parse_encryption).transpose()?;
+        let title = match (&encryption, input.title) {
+            (None, Some(title)) => clean_text(&title, MAX_TITLE_CHARS)
+                .ok_or_else(|| field("title must be 1 to 200 characters of text"))?,
+            (None, None) => return Err(field("title must be 1 to 200 characters of text")),
+            (Some(_), None) => String::new(),
+            (Some(_), Some(_)) => {
+                return Err(field(
+                    "title must not be sent in clear with a sender-encrypted document: seal it",
+                ));
+            }
+        };
         let category = Slug::parse(&input.category)
             .map_err(|error| MetadataError::Field(format!("category: {error}")))?;
         let department = input
@@ -112,15 +147,32 @@ impl DeliveryMetadata {
             category,
             contact,
             department,
+            encryption,
         })
     }
+}
+
+fn parse_encryption(input: SenderEncryptionInput) -> Result<SenderEncryption, MetadataError> {
+    let recipient = crate::crypto::VaultRecipient::parse(&input.recipient)
+        .map_err(|_| field("encryption.recipient must be a vault key (age1…)"))?
+        .to_string();
+    let sealed_metadata = crate::vault::passkeys::from_base64url(&input.sealed_metadata)
+        .filter(|bytes| bytes.len() <= super::sender_encrypted::MAX_SEALED_METADATA_BYTES)
+        .ok_or_else(|| field("encryption.sealed_metadata must be base64url, at most 8 KiB"))?;
+    super::sender_encrypted::check_single_x25519(&sealed_metadata).map_err(|_| {
+        field("encryption.sealed_metadata must be age-encrypted to exactly one vault key")
+    })?;
+    Ok(SenderEncryption {
+        recipient,
+        sealed_metadata,
+    })
 }
 
 fn field(message: &str) -> MetadataError {
     MetadataError::Field(message.to_owned())
 }
 
-fn parse_recipient(value: serde_json::Value) -> Result<Recipient, MetadataError> {
+pub fn parse_recipient(value: serde_json::Value) -> Result<Recipient, MetadataError> {
     let recipient_error = |message: String| MetadataError::Recipient(message);
     let input: RecipientInput = serde_json::from_value(value).map_err(|_| {
         recipient_error(

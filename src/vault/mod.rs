@@ -10,6 +10,7 @@ pub mod pages;
 pub mod passkeys;
 mod reading;
 pub mod security_pages;
+pub mod sender_encrypted;
 mod sweep;
 
 use serde::Serialize;
@@ -106,6 +107,8 @@ pub enum DocumentError {
     IdempotencyConflict,
     #[error("no such document")]
     NotFound,
+    #[error("the vault's key changed (it was locked); ask for its key again and re-encrypt")]
+    RecipientChanged,
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
