@@ -143,6 +143,7 @@ deliver-error-recipient = This recipient is unknown.
 deliver-error-too-large = The file is over the size limit.
 deliver-error-empty = The file is empty.
 deliver-error-incomplete = The upload was interrupted; nothing was delivered. Try again.
+deliver-error-recipient-changed = This vault's key changed during the upload (the vault was just locked); nothing was stored. Try again: the document will be encrypted for the new key.
 deliver-error-no-file = Choose the file to deliver.
 deliver-error-internal = The delivery could not be completed; nothing was delivered. Try again in a moment.
 

@@ -143,6 +143,7 @@ deliver-error-recipient = Ce destinataire est inconnu.
 deliver-error-too-large = Le fichier dépasse la taille maximale.
 deliver-error-empty = Le fichier est vide.
 deliver-error-incomplete = L'envoi a été interrompu ; rien n'a été déposé. Recommencez.
+deliver-error-recipient-changed = La clé de ce coffre a changé pendant l'envoi (le coffre vient d'être verrouillé) ; rien n'a été déposé. Recommencez : le document sera chiffré pour la nouvelle clé.
 deliver-error-no-file = Choisissez le fichier à déposer.
 deliver-error-internal = Le dépôt n'a pas pu aboutir ; rien n'a été déposé. Réessayez dans un instant.
 

@@ -1,28 +1,16 @@
 //! `POST /api/v1/recipients`: the vault key a document for someone must be encrypted
 //! to, so that a sender can encrypt it on their own machine (end to end). The person
 //! is named in the body, never in the URL (names and register numbers stay out of
-//! logs). The answer has the same shape whether the person was known or not: an
-//! unknown person gets their vault, escrowed, as a delivery would create it.
-
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
-use std::time::Instant;
+//! logs). See [`crate::vault::vault_key_for`].
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::ApiAgent;
-use crate::audit::{self, Actor, AuditEvent};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::vault::metadata::parse_recipient;
-use crate::vault::resolve_recipient;
-
-/// Lookups an agent may burst to, and how many come back per second. Enough for a
-/// bulk run of tens of thousands of lines; counted per instance.
-const LOOKUP_BURST: f64 = 1000.0;
-const LOOKUPS_PER_SECOND: f64 = 200.0;
+use crate::vault::{KeyLookupError, vault_key_for};
 
 /// Who to look up.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -59,56 +47,20 @@ pub async fn recipient_key(
     ApiAgent(agent): ApiAgent,
     query: web::Json<RecipientQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    if !agent.role.can_deliver() {
-        return Err(crate::vault::DocumentError::Forbidden.into());
-    }
-    if !take_lookup(&agent.id) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_lookups",
-            "too many recipient lookups; retry in a second",
-        ));
-    }
-    let recipient =
-        parse_recipient(query.into_inner().recipient).map_err(crate::vault::DocumentError::from)?;
-    let (citizen, _) = resolve_recipient(&state, &recipient).await?;
-    let (tenant, agent_id, citizen_id) = (agent.tenant_id.clone(), agent.id.clone(), citizen.id);
-    state
-        .db
-        .write(move |conn| {
-            audit::record(
-                conn,
-                AuditEvent::new(Actor::Agent(agent_id), "recipient.key_given")
-                    .tenant(&tenant)
-                    .citizen(&citizen_id),
-            )
-        })
-        .await?;
+    let recipient = match vault_key_for(&state, &agent, query.into_inner().recipient).await {
+        Ok(recipient) => recipient,
+        Err(KeyLookupError::TooMany) => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_lookups",
+                "too many recipient lookups; retry in a second",
+            ));
+        }
+        Err(KeyLookupError::Document(error)) => return Err(error.into()),
+    };
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(RecipientBody {
-            recipient: citizen.recipient.to_string(),
+            recipient: recipient.to_string(),
         }))
-}
-
-/// One token from the agent's bucket, if there is one.
-fn take_lookup(agent_id: &str) -> bool {
-    static BUCKETS: LazyLock<Mutex<HashMap<String, (f64, Instant)>>> =
-        LazyLock::new(|| Mutex::new(HashMap::new()));
-    let mut buckets = BUCKETS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let now = Instant::now();
-    let (tokens, since) = buckets
-        .entry(agent_id.to_owned())
-        .or_insert((LOOKUP_BURST, now));
-    *tokens =
-        (*tokens + now.duration_since(*since).as_secs_f64() * LOOKUPS_PER_SECOND).min(LOOKUP_BURST);
-    *since = now;
-    if *tokens >= 1.0 {
-        *tokens -= 1.0;
-        true
-    } else {
-        false
-    }
 }

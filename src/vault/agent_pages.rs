@@ -32,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/agent/deliveries", web::get().to(list))
         .route("/agent/deliveries/new", web::get().to(new_form))
         .route("/agent/deliveries/new", web::post().to(deliver))
+        .route("/agent/recipients", web::post().to(recipient_key))
         .route("/agent/deliveries/{id}", web::get().to(detail))
         .route("/agent/deliveries/{id}/withdraw", web::post().to(withdraw));
 }
@@ -349,6 +350,11 @@ struct DeliveryFields {
     department: String,
     email: String,
     phone: String,
+    /// Set by the page when it encrypted the file itself (end to end): the vault key
+    /// it encrypted to, and the title and file name sealed to it (base64url). The
+    /// title field then comes empty.
+    encryption_recipient: String,
+    sealed_metadata: String,
 }
 
 impl DeliveryFields {
@@ -365,6 +371,8 @@ impl DeliveryFields {
             "department" => &mut self.department,
             "email" => &mut self.email,
             "phone" => &mut self.phone,
+            "encryption_recipient" => &mut self.encryption_recipient,
+            "sealed_metadata" => &mut self.sealed_metadata,
             _ => return,
         };
         *slot = value;
@@ -386,15 +394,25 @@ impl DeliveryFields {
         let (email, phone) = (optional(&self.email), optional(&self.phone));
         let contact = (email.is_some() || phone.is_some())
             .then(|| serde_json::json!({ "email": email, "phone": phone }));
-        serde_json::json!({
+        let mut metadata = serde_json::json!({
             "recipient": recipient,
-            "title": self.title,
             "category": self.category.trim(),
             "department": optional(&self.department),
             "contact": contact,
-        })
-        .to_string()
-        .into_bytes()
+        });
+        if self.encryption_recipient.is_empty() {
+            metadata["title"] = self.title.clone().into();
+        } else {
+            metadata["encryption"] = serde_json::json!({
+                "recipient": self.encryption_recipient.trim(),
+                "sealed_metadata": self.sealed_metadata.trim(),
+            });
+            if !self.title.is_empty() {
+                // Refused by the parser: a title must not travel in clear beside it.
+                metadata["title"] = self.title.clone().into();
+            }
+        }
+        metadata.to_string().into_bytes()
     }
 }
 
@@ -437,10 +455,45 @@ async fn render_form(
     context.insert("fields", fields);
     context.insert("departments", &departments);
     context.insert("max_size", &state.config.limits.max_document_bytes);
+    crate::web::static_files::vault_script_integrity().insert_into(&mut context);
     if let Some(error) = error {
         context.insert("error", &error);
     }
     Ok(page.render(status_code, "agent_deliver.html", &context))
+}
+
+/// The vault key of the person the delivery page names, for the page to encrypt the
+/// file itself (JSON; the session's CSRF token in `X-CSRF-Token`). The same answer
+/// and rationing as `POST /api/v1/recipients`.
+async fn recipient_key(
+    agent: AgentSession,
+    request: actix_web::HttpRequest,
+    body: web::Json<serde_json::Value>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, crate::error::ApiError> {
+    use crate::error::ApiError;
+    let token = request
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if agent.require(DELIVERING_ROLES).is_err() || agent.check_csrf(token).is_err() {
+        return Err(ApiError::forbidden(
+            "this session may not ask for vault keys (role or CSRF token)",
+        ));
+    }
+    let recipient = body.into_inner()["recipient"].clone();
+    match super::vault_key_for(&state, &agent.agent, recipient).await {
+        Ok(recipient) => Ok(HttpResponse::Ok()
+            .insert_header(("Cache-Control", "no-store"))
+            .json(serde_json::json!({ "recipient": recipient.to_string() }))),
+        Err(super::KeyLookupError::TooMany) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_lookups",
+            "too many recipient lookups; retry in a second",
+        )),
+        Err(super::KeyLookupError::Document(error)) => Err(error.into()),
+    }
 }
 
 /// Why the delivery form was refused, in the agent's language where we have it.
@@ -457,6 +510,7 @@ fn form_error(lang: Lang, error: &DocumentError) -> String {
         DocumentError::TooLarge { .. } => "deliver-error-too-large",
         DocumentError::EmptyDocument => "deliver-error-empty",
         DocumentError::InvalidRequest(_) => "deliver-error-incomplete",
+        DocumentError::RecipientChanged => "deliver-error-recipient-changed",
         _ => "deliver-error-internal",
     };
     lang.text(key)

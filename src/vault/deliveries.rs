@@ -136,6 +136,7 @@ type StatusRow = (
     Option<chrono::NaiveDateTime>,
     Option<chrono::NaiveDateTime>,
     Option<String>,
+    String,
 );
 
 /// One page of the deliveries an agent may see, matching `filter`.
@@ -191,6 +192,7 @@ fn statuses(conn: &mut Conn, ids: &[String]) -> Result<Vec<DocumentStatus>, DbEr
             documents::first_opened_at,
             documents::withdrawn_at,
             documents::withdrawal_reason,
+            documents::encrypted_by,
         ))
         .load(conn)?;
     Ok(rows.into_iter().map(status_of).collect())
@@ -207,6 +209,7 @@ fn status_of(
         first_opened_at,
         withdrawn_at,
         withdrawal_reason,
+        encrypted_by,
     ): StatusRow,
 ) -> DocumentStatus {
     let state = if withdrawn_at.is_some() {
@@ -229,6 +232,7 @@ fn status_of(
         first_opened_at,
         withdrawn_at,
         withdrawal_reason,
+        end_to_end: encrypted_by == super::ENCRYPTED_BY_SENDER,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod metadata;
 pub mod pages;
 pub mod passkeys;
 mod reading;
+mod recipient_keys;
 pub mod security_pages;
 pub mod sender_encrypted;
 mod sweep;
@@ -24,6 +25,7 @@ pub use metadata::{DeliveryMetadata, MetadataError, Recipient};
 pub use reading::{
     EncryptedDocument, OpenedDocument, encrypted_document, open_document, read_to_vec,
 };
+pub use recipient_keys::{KeyLookupError, vault_key_for};
 pub use sweep::{ORPHAN_GRACE, sweep_orphan_payloads};
 
 use crate::citizens::CitizenError;
@@ -74,6 +76,9 @@ pub struct DocumentStatus {
     pub withdrawn_at: Option<chrono::NaiveDateTime>,
     /// Why it was withdrawn, as the agent wrote it (the citizen sees it too).
     pub withdrawal_reason: Option<String>,
+    /// Encrypted by its sender before it left their machine; otherwise the server
+    /// encrypted it on arrival.
+    pub end_to_end: bool,
 }
 
 /// Errors of the vault, each with a meaning the web edge can tell the client.

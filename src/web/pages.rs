@@ -39,6 +39,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/static/vault-locked.js",
             web::get().to(|| script(static_files::VAULT_LOCKED_JS)),
         )
+        .route(
+            "/static/agent-deliver.js",
+            web::get().to(|| script(static_files::AGENT_DELIVER_JS)),
+        )
         .route("/favicon.ico", web::get().to(icon));
 }
 

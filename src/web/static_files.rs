@@ -1,4 +1,5 @@
-//! The locked vault's page scripts, served from here with the Subresource Integrity
+//! The page scripts that hold vault keys (the locked vault's, the agent's delivery
+//! page's), served from here with the Subresource Integrity
 //! hashes their pages name them by: a script altered on the way (or in a cache) is
 //! refused by the browser instead of running beside the citizen's vault key.
 
@@ -14,20 +15,25 @@ pub const VAULT_SECURITY_JS: &str = include_str!("../../static/vault-security.js
 /// The list of a locked vault: opening it, titles and downloads decrypted in the page.
 pub const VAULT_LOCKED_JS: &str = include_str!("../../static/vault-locked.js");
 
+/// The agent's delivery page: encrypts the file for the vault's key before sending.
+pub const AGENT_DELIVER_JS: &str = include_str!("../../static/agent-deliver.js");
+
 /// The `integrity` attribute of each vault script.
 pub struct VaultScripts {
     crypto: String,
     security: String,
     locked: String,
+    agent_deliver: String,
 }
 
 impl VaultScripts {
-    /// Adds `vault_crypto_integrity`, `vault_security_integrity` and
-    /// `vault_locked_integrity` to a page's context.
+    /// Adds `vault_crypto_integrity`, `vault_security_integrity`,
+    /// `vault_locked_integrity` and `agent_deliver_integrity` to a page's context.
     pub fn insert_into(&self, context: &mut tera::Context) {
         context.insert("vault_crypto_integrity", &self.crypto);
         context.insert("vault_security_integrity", &self.security);
         context.insert("vault_locked_integrity", &self.locked);
+        context.insert("agent_deliver_integrity", &self.agent_deliver);
     }
 }
 
@@ -37,6 +43,7 @@ pub fn vault_script_integrity() -> &'static VaultScripts {
         crypto: integrity(VAULT_CRYPTO_JS),
         security: integrity(VAULT_SECURITY_JS),
         locked: integrity(VAULT_LOCKED_JS),
+        agent_deliver: integrity(AGENT_DELIVER_JS),
     });
     &SCRIPTS
 }

@@ -1,0 +1,1 @@
+// The delivery page encrypts the file for the vault key before sending it.
