@@ -602,3 +602,28 @@ locked-error-failed = That did not work and your vault has not changed. Try agai
 vault-security-last-passkey-heading = Last passkey
 vault-security-last-passkey-body = This is your vault's only passkey: add another one before you remove it.
 vault-security-back = Back to my vault's security
+
+## Agent delivery encrypted in the page
+deliver-e2e-intro = The document is encrypted on your computer, for the recipient alone, before it is sent: the server never sees it in clear, nor its title. The citizen receives a notice with no link and no title.
+deliver-e2e-encrypting = Encrypting on your computer…
+deliver-e2e-sending = Document encrypted; sending…
+deliver-e2e-error-too-many = Too many recipient lookups in a short time. Try again in a second; nothing was delivered.
+deliver-e2e-error-forbidden = This page has expired or your account may not deliver. Reload the page and try again; nothing was delivered.
+deliver-e2e-error-failed = The document could not be encrypted on your computer; nothing was delivered. Try again in a moment.
+delivery-encryption = Encryption
+delivery-end-to-end = End-to-end encrypted
+delivery-on-arrival = Encrypted on arrival
+
+## Starting over after losing every way into a locked vault
+locked-start-over-heading = I lost every passkey and my recovery code
+locked-start-over-intro = Without a passkey or the recovery code, nobody can open this vault any more: not you, not the town hall, not the host. You can start again with a new, empty vault.
+locked-start-over-warning = The documents already received stay listed but can never be opened again. The town hall will see which ones to send you again, without knowing what they contain. The codes of vouchers not yet collected are lost too: the town hall can issue new ones.
+locked-start-over-confirm = I understand that the documents already received will be lost
+locked-start-over-button = Start again with a new vault
+locked-start-over-unconfirmed-heading = Confirmation needed
+locked-start-over-unconfirmed-body = Tick the box to confirm you understand that the documents already received will be lost.
+locked-start-over-not-locked-heading = This vault is not locked
+locked-start-over-not-locked-body = Your vault is not locked with a passkey: it already opens with your usual login.
+vault-document-unrecoverable = This document can no longer be opened: it was encrypted for your vault's old key. The town hall has been told and can send it again.
+vault-voucher-code-lost = code lost with the vault's old key; ask the town hall for a new voucher
+agent-document-unrecoverable = Unreadable: the recipient had to start again with a new vault. Deliver this document again.

@@ -602,3 +602,28 @@ locked-error-failed = L'opération n'a pas abouti et votre coffre n'a pas chang�
 vault-security-last-passkey-heading = Dernière clé d'accès
 vault-security-last-passkey-body = C'est la seule clé d'accès de votre coffre : ajoutez-en une autre avant de la retirer.
 vault-security-back = Revenir à la sécurité de mon coffre
+
+## Agent delivery encrypted in the page
+deliver-e2e-intro = Le document est chiffré sur votre poste, pour le seul destinataire, avant d'être envoyé : le serveur ne le voit jamais en clair, ni son titre. Le citoyen reçoit un avis sans lien ni titre.
+deliver-e2e-encrypting = Chiffrement sur votre poste…
+deliver-e2e-sending = Document chiffré ; envoi en cours…
+deliver-e2e-error-too-many = Trop de recherches de destinataires en peu de temps. Réessayez dans une seconde ; rien n'a été déposé.
+deliver-e2e-error-forbidden = Cette page a expiré ou votre compte ne peut pas déposer. Rechargez la page et recommencez ; rien n'a été déposé.
+deliver-e2e-error-failed = Le document n'a pas pu être chiffré sur votre poste ; rien n'a été déposé. Réessayez dans un instant.
+delivery-encryption = Chiffrement
+delivery-end-to-end = Chiffré de bout en bout
+delivery-on-arrival = Chiffré à l'arrivée
+
+## Starting over after losing every way into a locked vault
+locked-start-over-heading = J'ai perdu toutes mes clés d'accès et mon code de secours
+locked-start-over-intro = Sans clé d'accès ni code de secours, personne ne peut plus ouvrir ce coffre : ni vous, ni la mairie, ni l'hébergeur. Vous pouvez repartir d'un coffre neuf et vide.
+locked-start-over-warning = Les documents déjà reçus resteront listés mais ne pourront plus jamais être ouverts. La mairie verra lesquels vous renvoyer, sans en connaître le contenu. Les codes de vos bons non retirés seront aussi perdus : la mairie peut vous en délivrer de nouveaux.
+locked-start-over-confirm = J'ai compris que les documents déjà reçus seront perdus
+locked-start-over-button = Repartir d'un coffre neuf
+locked-start-over-unconfirmed-heading = Confirmation nécessaire
+locked-start-over-unconfirmed-body = Cochez la case pour confirmer que vous avez compris que les documents déjà reçus seront perdus.
+locked-start-over-not-locked-heading = Ce coffre n'est pas verrouillé
+locked-start-over-not-locked-body = Votre coffre n'est pas verrouillé par une clé d'accès : il s'ouvre déjà avec votre connexion habituelle.
+vault-document-unrecoverable = Ce document ne peut plus être ouvert : il était chiffré pour l'ancienne clé de votre coffre. La mairie a été prévenue et peut vous le renvoyer.
+vault-voucher-code-lost = code perdu avec l'ancienne clé du coffre ; demandez un nouveau bon à la mairie
+agent-document-unrecoverable = Illisible : le destinataire a dû repartir d'un coffre neuf. Renvoyez ce document.

@@ -249,6 +249,7 @@ diesel::table! {
         withdrawal_reason -> Nullable<Text>,
         reminded_at -> Nullable<Timestamp>,
         encrypted_by -> Text,
+        unrecoverable_at -> Nullable<Timestamp>,
     }
 }
 

@@ -115,6 +115,10 @@ struct DeliveryLine {
     notices: Vec<NoticeLine>,
     /// Some notice was given up: the agent should reach the citizen another way.
     notice_failed: bool,
+    /// Encrypted by its sender (end to end), not by the server on arrival.
+    end_to_end: bool,
+    /// The recipient had to start a new vault: nobody can open it; deliver it again.
+    unrecoverable: bool,
 }
 
 /// A notice as the agent's pages show it (never the contact).
@@ -178,6 +182,8 @@ fn line(
         withdrawal_reason: status.withdrawal_reason,
         notices,
         notice_failed,
+        end_to_end: status.end_to_end,
+        unrecoverable: status.unrecoverable,
     }
 }
 

@@ -137,6 +137,7 @@ type StatusRow = (
     Option<chrono::NaiveDateTime>,
     Option<String>,
     String,
+    Option<chrono::NaiveDateTime>,
 );
 
 /// One page of the deliveries an agent may see, matching `filter`.
@@ -193,6 +194,7 @@ fn statuses(conn: &mut Conn, ids: &[String]) -> Result<Vec<DocumentStatus>, DbEr
             documents::withdrawn_at,
             documents::withdrawal_reason,
             documents::encrypted_by,
+            documents::unrecoverable_at,
         ))
         .load(conn)?;
     Ok(rows.into_iter().map(status_of).collect())
@@ -210,6 +212,7 @@ fn status_of(
         withdrawn_at,
         withdrawal_reason,
         encrypted_by,
+        unrecoverable_at,
     ): StatusRow,
 ) -> DocumentStatus {
     let state = if withdrawn_at.is_some() {
@@ -233,6 +236,7 @@ fn status_of(
         withdrawn_at,
         withdrawal_reason,
         end_to_end: encrypted_by == super::ENCRYPTED_BY_SENDER,
+        unrecoverable: unrecoverable_at.is_some(),
     }
 }
 

@@ -65,6 +65,8 @@ pub struct LockReport {
 pub enum LockError {
     #[error("this vault is already locked")]
     AlreadyLocked,
+    #[error("this vault is not locked")]
+    NotLocked,
     #[error("the recovery copy is not an age file sealed under one passphrase")]
     InvalidRecoveryCopy,
     #[error("the wrapped vault key does not have the expected size")]
@@ -209,7 +211,8 @@ fn check_recovery_copy(copy: &[u8]) -> Result<(), LockError> {
 type DocumentKeys = (String, Vec<u8>, Vec<u8>);
 
 /// Every document still in the vault: new header, metadata sealed again. The payloads
-/// in the object store are not touched. (A withdrawn document kept neither.)
+/// in the object store are not touched. (A withdrawn document kept neither; one left
+/// unrecoverable by a start-over has no key to move.)
 fn move_documents(
     conn: &mut Conn,
     citizen_id: &str,
@@ -219,6 +222,7 @@ fn move_documents(
     let rows: Vec<DocumentKeys> = documents::table
         .filter(documents::citizen_id.eq(citizen_id))
         .filter(documents::withdrawn_at.is_null())
+        .filter(documents::unrecoverable_at.is_null())
         .select((
             documents::id,
             documents::age_header,
@@ -288,4 +292,70 @@ fn move_contacts(
             .execute(conn)?;
     }
     Ok(moved + frozen.len())
+}
+
+/// What starting over left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartOverReport {
+    /// Documents no key opens any more: the commune is told to deliver them again.
+    pub unrecoverable: usize,
+}
+
+/// Gives a citizen who lost every passkey and the recovery code a new, empty vault:
+/// a new key (escrowed, as for any vault never locked), no passkey, no recovery copy.
+/// The documents sealed to the lost key stay listed as unrecoverable — nobody can open
+/// them any more, the server included — and their senders see which to deliver again.
+/// Voucher codes sealed to the lost key are dropped (the commune issues new ones).
+pub fn start_over(
+    conn: &mut Conn,
+    keys: ServerKeys<'_>,
+    citizen_id: &str,
+) -> Result<StartOverReport, LockError> {
+    // Unlocking the row is what claims the start-over: of two at once, one finds the
+    // vault no longer locked.
+    let identity = VaultIdentity::generate();
+    let unlocked = diesel::update(
+        citizens::table
+            .find(citizen_id)
+            .filter(citizens::locked_at.is_not_null()),
+    )
+    .set((
+        citizens::recipient.eq(identity.recipient().to_string()),
+        citizens::locked_at.eq(None::<chrono::NaiveDateTime>),
+    ))
+    .execute(conn)?;
+    if unlocked == 0 {
+        return Err(LockError::NotLocked);
+    }
+    diesel::insert_into(vault_escrow::table)
+        .values((
+            vault_escrow::citizen_id.eq(citizen_id),
+            vault_escrow::wrapped_identity.eq(keys.master.wrap_identity(&identity)?),
+        ))
+        .execute(conn)?;
+    diesel::delete(vault_passkeys::table.filter(vault_passkeys::citizen_id.eq(citizen_id)))
+        .execute(conn)?;
+    diesel::delete(vault_recovery::table.find(citizen_id)).execute(conn)?;
+    let unrecoverable = diesel::update(
+        documents::table
+            .filter(documents::citizen_id.eq(citizen_id))
+            .filter(documents::withdrawn_at.is_null())
+            .filter(documents::unrecoverable_at.is_null()),
+    )
+    .set(documents::unrecoverable_at.eq(crate::now()))
+    .execute(conn)?;
+    diesel::update(
+        vouchers::table
+            .filter(vouchers::citizen_id.eq(citizen_id))
+            .filter(vouchers::sealed_code.is_not_null()),
+    )
+    .set(vouchers::sealed_code.eq(None::<Vec<u8>>))
+    .execute(conn)?;
+    audit::record(
+        conn,
+        AuditEvent::new(Actor::Citizen(citizen_id.to_owned()), "vault.started_over")
+            .citizen(citizen_id)
+            .details(serde_json::json!({ "unrecoverable_documents": unrecoverable })),
+    )?;
+    Ok(StartOverReport { unrecoverable })
 }

@@ -79,6 +79,9 @@ pub struct DocumentStatus {
     /// Encrypted by its sender before it left their machine; otherwise the server
     /// encrypted it on arrival.
     pub end_to_end: bool,
+    /// The citizen lost every way into their locked vault and started a new one: this
+    /// document can no longer be opened by anyone; deliver it again.
+    pub unrecoverable: bool,
 }
 
 /// Errors of the vault, each with a meaning the web edge can tell the client.

@@ -49,6 +49,8 @@ struct DocumentLine {
     sealed_metadata: Option<String>,
     /// Encrypted by the sender before it left their machine, not by the server.
     end_to_end: bool,
+    /// Sealed to the key of a vault started over: nobody can open it any more.
+    unrecoverable: bool,
 }
 
 #[derive(Serialize)]
@@ -70,6 +72,7 @@ type ListRow = (
     Option<chrono::NaiveDateTime>,
     Option<String>,
     String,
+    Option<chrono::NaiveDateTime>,
 );
 
 async fn vault_list(
@@ -105,6 +108,7 @@ async fn vault_list(
                         documents::withdrawn_at,
                         documents::withdrawal_reason,
                         documents::encrypted_by,
+                        documents::unrecoverable_at,
                     ))
                     .load(conn)?;
                 if rows.is_empty() {
@@ -131,16 +135,20 @@ async fn vault_list(
                             withdrawn_at,
                             reason,
                             encrypted_by,
+                            unrecoverable_at,
                         ) = row;
+                        // Sealed to the key of a vault started over: nothing opens it.
+                        let unrecoverable = unrecoverable_at.is_some();
                         let withdrawn = withdrawn_at.map(|at| Withdrawal {
                             date: format_date(lang, at),
                             date_iso: at.and_utc().to_rfc3339(),
                             reason: reason.unwrap_or_default(),
                         });
                         // A withdrawn document's title and file name were erased.
-                        let sealed_metadata = (locked && withdrawn.is_none())
+                        let sealed_metadata = (locked && withdrawn.is_none() && !unrecoverable)
                             .then(|| super::security_pages::sealed_for_page(&sealed));
                         let metadata = match (&withdrawn, &identity) {
+                            _ if unrecoverable => None,
                             (Some(_), _) | (None, None) => None,
                             (None, Some(identity)) => {
                                 let plain = unseal(identity, &sealed)
@@ -171,11 +179,12 @@ async fn vault_list(
                             date: format_date(lang, created_at),
                             date_iso: created_at.and_utc().to_rfc3339(),
                             size: format_size(lang, size),
-                            is_new: opened.is_none() && withdrawn.is_none(),
+                            is_new: opened.is_none() && withdrawn.is_none() && !unrecoverable,
                             withdrawn,
                             locked,
                             sealed_metadata,
                             end_to_end: encrypted_by == super::ENCRYPTED_BY_SENDER,
+                            unrecoverable,
                         })
                     })
                     .collect::<Result<Vec<_>, PageError>>()?;
@@ -266,6 +275,11 @@ fn voucher_views(
             }),
             HeldState::Collected { at, site } => done.push(VoucherDone {
                 state: collected_when_where(lang, zone, at, &site),
+                campaign: voucher.campaign,
+                commune: voucher.commune,
+            }),
+            HeldState::CodeLost => done.push(VoucherDone {
+                state: lang.text("vault-voucher-code-lost"),
                 campaign: voucher.campaign,
                 commune: voucher.commune,
             }),

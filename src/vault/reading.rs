@@ -41,6 +41,7 @@ pub async fn open_document(
                     .filter(documents::id.eq(&document_id))
                     .filter(documents::citizen_id.eq(&citizen))
                     .filter(documents::withdrawn_at.is_null())
+                    .filter(documents::unrecoverable_at.is_null())
                     .select((
                         documents::tenant_id,
                         documents::content_type,
@@ -158,6 +159,7 @@ pub async fn encrypted_document(
                 .filter(documents::id.eq(&document_id))
                 .filter(documents::citizen_id.eq(&citizen))
                 .filter(documents::withdrawn_at.is_null())
+                .filter(documents::unrecoverable_at.is_null())
                 .select((
                     documents::tenant_id,
                     documents::age_header,

@@ -10,7 +10,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
-use super::lock::{LockError, LockRequest, NewPasskey, insert_passkey, lock_vault};
+use super::lock::{
+    LockError, LockRequest, NewPasskey, insert_passkey, lock_vault, start_over as start_over_vault,
+};
 use super::passkeys::{
     self, CeremonyPurpose, PasskeyError, Registered, RegistrationResponse, RemovalError,
     VaultWebauthn, base64url, from_base64url,
@@ -37,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/vault/security/passkeys/{id}/remove",
             web::post().to(remove),
         )
+        .route("/vault/security/start-over", web::post().to(start_over))
         .route("/vault/unlock/start", web::post().to(unlock_start))
         .route("/vault/unlock/finish", web::post().to(unlock_finish))
         .route("/vault/recovery", web::post().to(recovery))
@@ -443,6 +446,50 @@ async fn remove(
             other => PageError::internal(lang, other),
         })?;
     Ok(see_other("/vault/security"))
+}
+
+#[derive(Deserialize)]
+struct StartOverForm {
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// A new, empty vault for a citizen who lost every passkey and the recovery code (after
+/// they ticked that they understand the old documents are lost).
+async fn start_over(
+    citizen: CitizenSession,
+    page: Page,
+    form: web::Form<StartOverForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    citizen.check_csrf(&form.csrf)?;
+    let lang = page.lang;
+    if form.confirm != "yes" {
+        return Err(PageError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            lang,
+            "locked-start-over-unconfirmed-heading",
+            "locked-start-over-unconfirmed-body",
+        )
+        .with_next("/vault/security", "vault-security-back"));
+    }
+    let (citizen_id, app) = (citizen.citizen_id().to_owned(), state.clone());
+    state
+        .db
+        .write(move |conn| start_over_vault(conn, app.keys.server_keys(), &citizen_id))
+        .await
+        .map_err(|error| match error {
+            LockError::NotLocked => PageError::new(
+                StatusCode::CONFLICT,
+                lang,
+                "locked-start-over-not-locked-heading",
+                "locked-start-over-not-locked-body",
+            )
+            .with_next("/vault", "vault-security-back"),
+            other => PageError::internal(lang, other),
+        })?;
+    Ok(see_other("/vault"))
 }
 
 async fn unlock_start(

@@ -36,6 +36,9 @@ pub enum HeldState {
     },
     /// The campaign closed before it was collected.
     Closed,
+    /// Its code was sealed to the key of a vault its holder had to start over: the
+    /// town hall issues a new one.
+    CodeLost,
 }
 
 type HeldRow = (
@@ -97,19 +100,18 @@ pub fn held_vouchers(
         let state = match (redeemed_at, closed_at) {
             (Some(at), _) => HeldState::Collected { at, site },
             (None, Some(_)) => HeldState::Closed,
-            (None, None) => {
-                let sealed = sealed.ok_or_else(|| VaultVoucherError::Key("no code".into()))?;
-                match &identity {
-                    None => HeldState::ToCollectSealed(sealed),
-                    Some(identity) => {
-                        let plain = unseal(identity, &sealed)
-                            .map_err(|error| VaultVoucherError::Key(error.to_string()))?;
-                        let code = VoucherCode::parse(&String::from_utf8_lossy(&plain))
-                            .map_err(|error| VaultVoucherError::Key(error.to_string()))?;
-                        HeldState::ToCollect(code)
-                    }
+            (None, None) => match (sealed, &identity) {
+                // Its code went with the key of a vault started over.
+                (None, _) => HeldState::CodeLost,
+                (Some(sealed), None) => HeldState::ToCollectSealed(sealed),
+                (Some(sealed), Some(identity)) => {
+                    let plain = unseal(identity, &sealed)
+                        .map_err(|error| VaultVoucherError::Key(error.to_string()))?;
+                    let code = VoucherCode::parse(&String::from_utf8_lossy(&plain))
+                        .map_err(|error| VaultVoucherError::Key(error.to_string()))?;
+                    HeldState::ToCollect(code)
                 }
-            }
+            },
         };
         held.push(HeldVoucher {
             commune,

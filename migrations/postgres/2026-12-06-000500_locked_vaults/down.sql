@@ -1,3 +1,4 @@
+ALTER TABLE documents DROP COLUMN unrecoverable_at;
 ALTER TABLE documents DROP COLUMN encrypted_by;
 DROP TABLE vault_ceremonies;
 DROP TABLE vault_recovery_attempts;

@@ -59,3 +59,8 @@ CREATE INDEX vault_ceremonies_expiry ON vault_ceremonies (expires_at);
 -- Who encrypted a document: the server on arrival, or the sender before it left their
 -- machine (end to end).
 ALTER TABLE documents ADD COLUMN encrypted_by TEXT NOT NULL DEFAULT 'server';
+
+-- Set when the citizen lost every way into their locked vault and started a new one:
+-- the document can no longer be opened by anyone, and the commune is told to deliver
+-- it again.
+ALTER TABLE documents ADD COLUMN unrecoverable_at TIMESTAMP;
