@@ -85,7 +85,8 @@ async function agentJourney(pass, viewport) {
     assert.match(await row.innerText(), new RegExp(department.name));
     await journey.check('agents-listed');
 
-    // Delivery through the form: refused once for its birthdate, then delivered.
+    // Delivery through the form: refused once for its birthdate (when the page asks
+    // for the vault's key), then encrypted in the page and delivered.
     const title = `Avis d'imposition 2026 (${pass})`;
     const deliverUrl = `${base}/agent/deliveries/new`;
     await page.goto(deliverUrl);
@@ -107,21 +108,22 @@ async function agentJourney(pass, viewport) {
       });
     };
     await fillDelivery('1980-02-31');
-    await expectingStatus(journey, deliverUrl, 422, () =>
+    await expectingStatus(journey, `${base}/agent/recipients`, 422, () =>
       page.getByRole('button', { name: 'Chiffrer et déposer' }).click(),
     );
     const refusal = page.getByRole('alert');
-    assert.match(await refusal.innerText(), /erreur/i);
+    await refusal.filter({ hasText: /erreur/i }).waitFor();
     assert.equal(await page.locator('#title').inputValue(), title, 'the form keeps its fields');
     await journey.check('deliver-refused');
 
     await fillDelivery(RECIPIENT.birthdate);
     await page.getByRole('button', { name: 'Chiffrer et déposer' }).click();
-    await page.waitForURL(/\/agent\/deliveries\/[^/]+$/);
+    await page.waitForURL(/\/agent\/deliveries\/(?!new$)[^/]+$/);
     const detailUrl = page.url();
     const documentId = detailUrl.split('/').pop();
     assert.notEqual(documentId, 'new');
     assert.match(await page.locator('dd.state').innerText(), /stocké|avis envoyé/);
+    assert.equal(await page.locator('.delivery .tag').innerText(), 'Chiffré de bout en bout');
     const notice = page.getByRole('row').filter({ hasText: 'courriel' });
     assert.equal(await notice.count(), 1, 'one email notice');
     assert.match(await notice.innerText(), /en attente/);
