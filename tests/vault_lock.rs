@@ -75,10 +75,17 @@ async fn lock(app: &TestApp, citizen: &str, request: LockRequest) -> Result<(), 
 /// A citizen with two documents, saved contacts and a notice waiting.
 async fn citizen_with_documents(app: &TestApp) -> (String, Vec<(String, Vec<u8>)>) {
     let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    citizen_with_documents_from(app, &token).await
+}
+
+async fn citizen_with_documents_from(
+    app: &TestApp,
+    token: &str,
+) -> (String, Vec<(String, Vec<u8>)>) {
     let mut delivered = Vec::new();
     for (title, seed) in [("Avis de taxe foncière", 1), ("Attestation", 2)] {
         let bytes = document_bytes(150_000, seed);
-        let id = app.deliver_to(&token, marie(), title, bytes.clone()).await;
+        let id = app.deliver_to(token, marie(), title, bytes.clone()).await;
         delivered.push((id, bytes));
     }
     let citizen = app.citizen_of(&delivered[0].0).await;
@@ -653,4 +660,76 @@ async fn the_security_calls_need_the_session_and_its_csrf_token() {
         .await
         .unwrap();
     assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn a_citizen_who_lost_every_key_starts_over_and_the_commune_sees_what_to_resend() {
+    let app = spawn_app().await;
+    let token = app.agent_token("agent@mairie.example", Role::Agent).await;
+    let (citizen, delivered) = citizen_with_documents_from(&app, &token).await;
+    let keys = browser_keys();
+    lock(&app, &citizen, lock_request(&keys, "credential-1"))
+        .await
+        .unwrap();
+
+    let start_over = || {
+        let (state, citizen) = (app.state.clone(), citizen.clone());
+        let db = app.state.db.clone();
+        async move {
+            db.write(move |conn| {
+                eguichet::vault::lock::start_over(conn, state.keys.server_keys(), &citizen)
+            })
+            .await
+        }
+    };
+    let (first, second) = futures::join!(start_over(), start_over());
+    let report = first.as_ref().or(second.as_ref()).unwrap();
+    assert_eq!(report.unrecoverable, delivered.len());
+    assert!(
+        matches!(first, Err(LockError::NotLocked)) || matches!(second, Err(LockError::NotLocked)),
+        "one of two start-overs at once"
+    );
+    assert_eq!(escrow_rows(&app, &citizen).await, 1, "a new escrowed key");
+    let id = citizen.clone();
+    let passkeys_left: i64 = app
+        .state
+        .db
+        .read(move |conn| -> Result<i64, eguichet::db::DbError> {
+            Ok(vault_passkeys::table
+                .filter(vault_passkeys::citizen_id.eq(&id))
+                .count()
+                .get_result(conn)?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(passkeys_left, 0);
+
+    // The commune sees which documents to deliver again, and nothing else.
+    let status: Value = app
+        .status(&token, &delivered[0].0)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["unrecoverable"], true, "{status}");
+    // The citizen's list says so; the documents no longer download.
+    let browser = CitizenBrowser::logged_in_as(&app, "marie.dupont").await;
+    assert_eq!(browser.get("/vault").await.status(), 200);
+    let gone = browser
+        .get(&format!("/vault/documents/{}", delivered[0].0))
+        .await;
+    assert_eq!(gone.status(), 404);
+    // A document delivered again opens, and the new vault can be locked in its turn
+    // (the unrecoverable ones are left as they are).
+    let bytes = document_bytes(3_000, 11);
+    let again = app
+        .deliver_to(&token, marie(), "Avis renvoyé", bytes.clone())
+        .await;
+    let opened = browser.get(&format!("/vault/documents/{again}")).await;
+    assert_eq!(opened.bytes().await.unwrap().to_vec(), bytes);
+    lock(&app, &citizen, lock_request(&keys, "credential-2"))
+        .await
+        .unwrap();
+    let row = stored_document(&app, &again).await;
+    assert_eq!(open_with(&app, &keys.identity, &row).await, Some(bytes));
 }

@@ -264,12 +264,13 @@ fn move_voucher_codes(
 }
 
 /// The citizen's settings and the address frozen in each of their notices (reminders
-/// read those), now sealed to the server's contacts key.
+/// read those), moved from the key `old` to `new` (to the server's contacts key when a
+/// vault is locked, back to the vault's key when it starts over).
 fn move_contacts(
     conn: &mut Conn,
     citizen_id: &str,
     old: &VaultIdentity,
-    contacts_key: &VaultRecipient,
+    new: &VaultRecipient,
 ) -> Result<usize, LockError> {
     let settings: Option<Vec<u8>> = citizens::table
         .find(citizen_id)
@@ -278,7 +279,7 @@ fn move_contacts(
     let mut moved = 0;
     if let Some(sealed) = settings {
         diesel::update(citizens::table.find(citizen_id))
-            .set(citizens::sealed_contacts.eq(seal(contacts_key, &unseal(old, &sealed)?)?))
+            .set(citizens::sealed_contacts.eq(seal(new, &unseal(old, &sealed)?)?))
             .execute(conn)?;
         moved += 1;
     }
@@ -288,7 +289,7 @@ fn move_contacts(
         .load(conn)?;
     for (id, sealed) in &frozen {
         diesel::update(notices::table.find(id))
-            .set(notices::sealed_contact.eq(seal(contacts_key, &unseal(old, sealed)?)?))
+            .set(notices::sealed_contact.eq(seal(new, &unseal(old, sealed)?)?))
             .execute(conn)?;
     }
     Ok(moved + frozen.len())
@@ -336,6 +337,9 @@ pub fn start_over(
     diesel::delete(vault_passkeys::table.filter(vault_passkeys::citizen_id.eq(citizen_id)))
         .execute(conn)?;
     diesel::delete(vault_recovery::table.find(citizen_id)).execute(conn)?;
+    // The contacts go back under the vault's own (escrowed) key, as for any vault
+    // never locked.
+    move_contacts(conn, citizen_id, keys.contacts, &identity.recipient())?;
     let unrecoverable = diesel::update(
         documents::table
             .filter(documents::citizen_id.eq(citizen_id))
