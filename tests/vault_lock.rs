@@ -109,7 +109,7 @@ async fn citizen_with_documents_from(
     // Delivered after the settings were saved: its notice holds the address, frozen.
     let bytes = document_bytes(1_000, 3);
     let id = app
-        .deliver_to(&token, marie(), "Rappel", bytes.clone())
+        .deliver_to(token, marie(), "Rappel", bytes.clone())
         .await;
     delivered.push((id, bytes));
     (citizen, delivered)

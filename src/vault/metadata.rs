@@ -378,12 +378,10 @@ mod tests {
             DeliveryMetadata::parse(b"{not json"),
             Err(MetadataError::Malformed(_))
         ));
+        // A title may only be missing beside a sender's sealed one.
         let missing_title =
             serde_json::json!({"recipient": {"nrn": "85073003328"}, "category": "x1"});
-        assert!(matches!(
-            parse(missing_title),
-            Err(MetadataError::Malformed(_))
-        ));
+        assert!(matches!(parse(missing_title), Err(MetadataError::Field(_))));
         let control = serde_json::json!({"recipient": {"nrn": "85073003328"},
                                           "title": "a\u{0007}b", "category": "impots"});
         assert!(matches!(parse(control), Err(MetadataError::Field(_))));
