@@ -82,7 +82,9 @@ async function vaultKey(recipient) {
   }
   const body = await response.json().catch(() => null);
   if (response.ok && body && typeof body.recipient === 'string') return body.recipient;
-  const code = body && typeof body.error === 'string' ? body.error : '';
+  // An expired session answers with a page, not JSON: the same advice as a refusal.
+  const expired = response.status === 401 || response.status === 403;
+  const code = body && typeof body.error === 'string' ? body.error : expired ? 'forbidden' : '';
   switch (code) {
     case 'invalid_recipient':
     case 'invalid_metadata':
