@@ -532,21 +532,24 @@ async fn a_notice_whose_worker_died_is_not_sent_once_its_only_document_was_withd
     let app = spawn(Some(&smtp.url()), None, "coalesce_seconds = 3600").await;
     let token = app.agent_token("agent@mairie.example", Role::Agent).await;
     let id = deliver_with_contact(&app, &token, TITLE, json!({"email": EMAIL})).await;
-    // A worker claimed the notice an hour ago and died before sending it.
-    app.state
-        .db
-        .write(|conn| -> Result<usize, eguichet::db::DbError> {
-            Ok(diesel::update(notices::table)
-                .set((
-                    notices::state.eq("sending"),
-                    notices::attempts.eq(1),
-                    notices::claim_token.eq("gone"),
-                    notices::claimed_at.eq(eguichet::now() - chrono::TimeDelta::hours(1)),
-                ))
-                .execute(conn)?)
-        })
-        .await
-        .unwrap();
+    // A worker claimed the notice and died before sending it. The claim is fresh
+    // while the document is withdrawn (a live worker could otherwise take the notice
+    // over in between and send it before the withdrawal), then made an hour old.
+    let claim = |claimed_at: chrono::NaiveDateTime| {
+        app.state
+            .db
+            .write(move |conn| -> Result<usize, eguichet::db::DbError> {
+                Ok(diesel::update(notices::table)
+                    .set((
+                        notices::state.eq("sending"),
+                        notices::attempts.eq(1),
+                        notices::claim_token.eq("gone"),
+                        notices::claimed_at.eq(claimed_at),
+                    ))
+                    .execute(conn)?)
+            })
+    };
+    claim(eguichet::now()).await.unwrap();
     let answer = app
         .client
         .post(format!("{}/api/v1/documents/{id}/withdraw", app.address))
@@ -556,6 +559,9 @@ async fn a_notice_whose_worker_died_is_not_sent_once_its_only_document_was_withd
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
+    claim(eguichet::now() - chrono::TimeDelta::hours(1))
+        .await
+        .unwrap();
 
     for _ in 0..600 {
         if notice_rows(&app).await == 0 {
