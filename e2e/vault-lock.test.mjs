@@ -184,11 +184,31 @@ describe('a vault locked with a passkey', { timeout: 300_000 }, () => {
       assert.equal(await page.getByRole('heading', { name: LOCKED_PLACEHOLDER }).count(), 1);
       assert.equal(await page.getByText(TITLE).count(), 0, 'the server sent no title');
       await journey.check('vault-locked');
+      const unlockFinish = page.waitForRequest((request) => request.url().endsWith('/vault/unlock/finish'));
       await page.getByRole('button', { name: OPEN_WITH_PASSKEY }).click();
       await page.getByRole('heading', { name: TITLE }).waitFor();
       await page.getByText(FILE_NAME).waitFor();
       await page.getByRole('status').filter({ hasText: 'Votre coffre est ouvert sur cette page.' }).waitFor();
       await journey.check('vault-opened');
+
+      // The passkey's answer, sent again by someone who captured it, opens nothing:
+      // its ceremony served once, and a new ceremony has another challenge.
+      const captured = JSON.parse((await unlockFinish).postData());
+      const cookie = (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
+      const csrf = await page.locator('input[name="csrf"]').first().inputValue();
+      const call = (path, body) =>
+        fetch(`${server.direct}${path}`, {
+          method: 'POST',
+          headers: { cookie, 'content-type': 'application/json', 'x-csrf-token': csrf },
+          body: JSON.stringify(body),
+        });
+      const replayed = await call('/vault/unlock/finish', captured);
+      assert.equal(replayed.status, 410);
+      assert.equal((await replayed.json()).error, 'ceremony_expired');
+      const fresh = await (await call('/vault/unlock/start', {})).json();
+      const elsewhere = await call('/vault/unlock/finish', { ...captured, ceremony: fresh.ceremony });
+      assert.equal(elsewhere.status, 400);
+      assert.equal((await elsewhere.json()).error, 'invalid_assertion');
 
       const download = page.getByRole('button', { name: 'Télécharger' });
       const [saved] = await Promise.all([page.waitForEvent('download'), download.click()]);
