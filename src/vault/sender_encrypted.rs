@@ -215,8 +215,14 @@ mod tests {
             stream_in(&file[..file.len() - 110], 64).is_err(),
             "cut before a tag"
         );
-        let header_only = &file[..file.iter().rposition(|&b| b == b'\n').unwrap() + 1];
-        assert!(stream_in(header_only, 64).is_err());
+        // The header up to its MAC line, without the payload's nonce.
+        let mac_line = file.windows(5).position(|w| w == b"\n--- ").unwrap() + 1;
+        let mac_end = mac_line + file[mac_line..].iter().position(|&b| b == b'\n').unwrap() + 1;
+        assert!(stream_in(&file[..mac_end], 64).is_err(), "header only");
+        assert!(
+            stream_in(&file[..mac_end + 16], 64).is_err(),
+            "nonce, no chunk"
+        );
         let two = {
             let recipients = [
                 VaultIdentity::generate().recipient(),
