@@ -120,7 +120,7 @@ async function lockVault(journey, base) {
   const group = Number((await page.locator('#challenge-label').innerText()).match(/\d/)[0]);
   await page.getByLabel(/^Recopiez le groupe n° \d$/).fill(code.split('-')[group - 1]);
   await page.getByRole('button', { name: 'Confirmer et verrouiller mon coffre' }).click();
-  await page.getByRole('heading', { name: "Mes clés d'accès" }).waitFor({ timeout: 60_000 });
+  await page.getByRole('heading', { name: "Mes clés d'accès", exact: true }).waitFor({ timeout: 60_000 });
   return code;
 }
 

@@ -171,7 +171,7 @@ describe('a vault locked with a passkey', { timeout: 300_000 }, () => {
       await confirm.click();
 
       // Locked: the page now lists the passkey.
-      await page.getByRole('heading', { name: "Mes clés d'accès" }).waitFor({ timeout: 30_000 });
+      await page.getByRole('heading', { name: "Mes clés d'accès", exact: true }).waitFor({ timeout: 30_000 });
       await page.getByRole('heading', { name: 'Ordinateur de Marie' }).waitFor();
       assert.equal(await page.getByRole('button', { name: 'Retirer' }).count(), 0, 'the only passkey stays');
       await journey.check('security-locked');

@@ -637,6 +637,21 @@ async fn the_security_calls_need_the_session_and_its_csrf_token() {
         .unwrap();
     assert_eq!(recovery.status(), 409);
 
+    // Starting over needs the box ticked, and a locked vault.
+    let form = |confirm: &str| {
+        vec![
+            ("csrf".to_owned(), csrf.clone()),
+            ("confirm".to_owned(), confirm.to_owned()),
+        ]
+    };
+    let unconfirmed = browser.post("/vault/security/start-over", &form("")).await;
+    assert_eq!(unconfirmed.status(), 422);
+    let not_locked = browser
+        .post("/vault/security/start-over", &form("yes"))
+        .await;
+    assert_eq!(not_locked.status(), 409);
+    assert_eq!(escrow_rows(&app, &citizen).await, 1);
+
     // Ceremonies left unfinished go with the cleanup.
     let body = serde_json::json!({ "recipient": keys.recipient.to_string() });
     let abandoned = call("/vault/security/lock/start", Some(csrf), body)
