@@ -20,7 +20,7 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::config::Config;
 use crate::crypto::{SealError, VaultRecipient, random_bytes, seal, sha256_hex};
 use crate::db::schema::{
-    vault_ceremonies, vault_passkeys, vault_recovery, vault_recovery_attempts,
+    citizens, vault_ceremonies, vault_passkeys, vault_recovery, vault_recovery_attempts,
 };
 use crate::db::{Conn, DbError};
 
@@ -386,14 +386,18 @@ impl From<diesel::result::Error> for RemovalError {
     }
 }
 
-/// Removes one passkey of a vault, never the last: the count is taken after the
-/// delete, in the same transaction, so two removals at once cannot both succeed on a
-/// vault of two.
+/// Removes one passkey of a vault, never the last. The citizen's row is written first
+/// so that removals from the same vault queue on its lock (PostgreSQL; SQLite has one
+/// writer anyway), and the count is taken after the delete: of two removals at once on
+/// a vault of two, the second sees the first's and is refused.
 pub fn remove_passkey(
     conn: &mut Conn,
     citizen_id: &str,
     passkey_id: &str,
 ) -> Result<(), RemovalError> {
+    diesel::update(citizens::table.find(citizen_id))
+        .set(citizens::locked_at.eq(citizens::locked_at))
+        .execute(conn)?;
     let deleted = diesel::delete(
         vault_passkeys::table
             .filter(vault_passkeys::id.eq(passkey_id))
