@@ -17,9 +17,9 @@ use common::{TestApp, document_bytes, error_code, marie, spawn_app};
 use diesel::prelude::*;
 use eguichet::agents::Role;
 use eguichet::bulk::client::{self, ClientOptions};
+use eguichet::crypto::base64url;
 use eguichet::crypto::{VaultIdentity, VaultRecipient, seal, unseal};
 use eguichet::db::schema::documents;
-use eguichet::vault::passkeys::base64url;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,11 +46,12 @@ async fn citizen_identity(app: &TestApp, document: &str) -> VaultIdentity {
     let (state, citizen) = (app.state.clone(), app.citizen_of(document).await);
     app.state
         .db
-        .read(move |conn| {
-            eguichet::citizens::unwrap_vault_identity(conn, &state.keys.master, &citizen)
-        })
+        .read(move |conn| eguichet::citizens::vault_access(conn, &state.keys.master, &citizen))
         .await
-        .unwrap()
+        .map(|access| match access {
+            eguichet::citizens::VaultAccess::Escrowed(identity) => identity,
+            _ => panic!("the vault key is not in escrow"),
+        })
         .unwrap()
 }
 

@@ -5,7 +5,7 @@
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{CitizenError, ServerKeys, find_citizen};
+use super::{CitizenError, ServerKeys, VaultAccess, find_citizen};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::crypto::{SealError, VaultRecipient, seal, unseal};
 use crate::db::Conn;
@@ -88,15 +88,13 @@ pub fn open_contact(
     citizen_id: &str,
     sealed: &[u8],
 ) -> Result<Vec<u8>, CitizenError> {
-    if let Some(identity) = super::unwrap_vault_identity(conn, keys.master, citizen_id)? {
-        return Ok(unseal(&identity, sealed)?);
+    match super::vault_access(conn, keys.master, citizen_id)? {
+        VaultAccess::Escrowed(identity) => Ok(unseal(&identity, sealed)?),
+        VaultAccess::Locked => Ok(unseal(keys.contacts, sealed)?),
+        VaultAccess::Unknown => Err(CitizenError::Key(SealError::Decrypt(
+            "no key opens this citizen's contacts".to_owned(),
+        ))),
     }
-    if super::is_locked(conn, citizen_id)? {
-        return Ok(unseal(keys.contacts, sealed)?);
-    }
-    Err(CitizenError::Key(SealError::Decrypt(
-        "no key opens this citizen's contacts".to_owned(),
-    )))
 }
 
 /// Saves the citizen's settings, sealed to their key (or, for a locked vault, to the

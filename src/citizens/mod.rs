@@ -203,21 +203,34 @@ pub(crate) fn find_by_index(
     found.map(citizen_key).transpose()
 }
 
-/// Unwraps a citizen's escrowed vault identity (only to decrypt for that citizen).
-/// `None` for a locked vault: its key is not on the server.
-pub fn unwrap_vault_identity(
+/// What the server can do with a citizen's vault.
+pub enum VaultAccess {
+    /// The vault key is in escrow: here it is, unwrapped (only to act for that citizen).
+    Escrowed(VaultIdentity),
+    /// Locked with a passkey: the key is not on the server.
+    Locked,
+    /// Nobody has this id.
+    Unknown,
+}
+
+/// Unwraps a citizen's escrowed vault key, or says why there is none.
+pub fn vault_access(
     conn: &mut Conn,
     master: &MasterKey,
     citizen_id: &str,
-) -> Result<Option<VaultIdentity>, CitizenError> {
+) -> Result<VaultAccess, CitizenError> {
     let wrapped: Option<Vec<u8>> = vault_escrow::table
         .find(citizen_id)
         .select(vault_escrow::wrapped_identity)
         .first(conn)
         .optional()?;
-    Ok(wrapped
-        .map(|wrapped| master.unwrap_identity(&wrapped))
-        .transpose()?)
+    if let Some(wrapped) = wrapped {
+        return Ok(VaultAccess::Escrowed(master.unwrap_identity(&wrapped)?));
+    }
+    Ok(match find_citizen(conn, citizen_id)? {
+        Some(citizen) if citizen.locked => VaultAccess::Locked,
+        _ => VaultAccess::Unknown,
+    })
 }
 
 /// Re-wraps every escrowed vault identity from `old` to `new` (master key rotation).

@@ -13,7 +13,7 @@ use super::channels::{Channels, ReadyNotice, SendFailure};
 use super::outbox::{self, ClaimedNotice, Outcome};
 use super::targets::{SendingTarget, target_at_sending};
 use super::{NoticeChannel, NoticeKind, NoticeState, NotifyError};
-use crate::citizens::{self, NotificationContacts};
+use crate::citizens::{self, NotificationContacts, VaultAccess};
 use crate::config::NotifyConfig;
 use crate::crypto::{VaultIdentity, unseal};
 use crate::db::Conn;
@@ -255,14 +255,11 @@ fn prepare(
     let mut prepared = Vec::with_capacity(claimed.len());
     for mut notice in claimed {
         if !identities.contains_key(&notice.citizen_id) {
-            let identity =
-                match citizens::unwrap_vault_identity(conn, keys.master, &notice.citizen_id) {
-                    Ok(Some(identity)) => Some(Some(identity)),
-                    Ok(None) if citizens::is_locked(conn, &notice.citizen_id).unwrap_or(false) => {
-                        Some(None)
-                    }
-                    _ => None,
-                };
+            let identity = match citizens::vault_access(conn, keys.master, &notice.citizen_id) {
+                Ok(VaultAccess::Escrowed(identity)) => Some(Some(identity)),
+                Ok(VaultAccess::Locked) => Some(None),
+                Ok(VaultAccess::Unknown) | Err(_) => None,
+            };
             identities.insert(notice.citizen_id.clone(), identity);
             let saved = citizens::saved_notification_contacts(conn, keys, &notice.citizen_id);
             settings.insert(notice.citizen_id.clone(), saved.ok());

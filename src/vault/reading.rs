@@ -11,7 +11,7 @@ use tokio_util::io::ReaderStream;
 use super::delivery::{SealedMetadata, recorded_digest};
 use super::{DocumentError, DocumentId};
 use crate::audit::{self, Actor, AuditEvent};
-use crate::citizens;
+use crate::citizens::{self, VaultAccess};
 use crate::crypto::{decrypt_document, unseal};
 use crate::db::schema::documents;
 use crate::state::AppState;
@@ -55,8 +55,11 @@ pub async fn open_document(
                     .first(conn)
                     .optional()?
                     .ok_or(DocumentError::NotFound)?;
-            let identity = citizens::unwrap_vault_identity(conn, &keys.master, &citizen)?
-                .ok_or(DocumentError::NotFound)?;
+            let VaultAccess::Escrowed(identity) =
+                citizens::vault_access(conn, &keys.master, &citizen)?
+            else {
+                return Err(DocumentError::NotFound);
+            };
             Ok((row, identity))
         })
         .await?;

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use super::VoucherCode;
 use super::campaigns::{Site, list_sites};
-use crate::citizens::{is_locked, unwrap_vault_identity};
+use crate::citizens::{VaultAccess, vault_access};
 use crate::crypto::{MasterKey, unseal};
 use crate::db::schema::{tenants, voucher_campaigns, voucher_sites, vouchers};
 use crate::db::{Conn, DbError};
@@ -87,11 +87,13 @@ pub fn held_vouchers(
         return Ok(Vec::new());
     }
     // `None` for a locked vault: its codes go to the page sealed.
-    let identity = unwrap_vault_identity(conn, master, citizen_id)
-        .map_err(|error| VaultVoucherError::Key(error.to_string()))?;
-    if identity.is_none() && !is_locked(conn, citizen_id).unwrap_or(false) {
-        return Err(VaultVoucherError::Key("no vault key".to_owned()));
-    }
+    let identity = match vault_access(conn, master, citizen_id)
+        .map_err(|error| VaultVoucherError::Key(error.to_string()))?
+    {
+        VaultAccess::Escrowed(identity) => Some(identity),
+        VaultAccess::Locked => None,
+        VaultAccess::Unknown => return Err(VaultVoucherError::Key("no vault key".to_owned())),
+    };
     let mut held = Vec::with_capacity(rows.len());
     for row in rows {
         let (campaign_id, commune, campaign, item, allotment, starts_on, ends_on) =
