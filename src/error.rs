@@ -166,3 +166,16 @@ impl From<crate::vault::DocumentError> for ApiError {
         }
     }
 }
+
+impl From<crate::vault::KeyLookupError> for ApiError {
+    fn from(error: crate::vault::KeyLookupError) -> Self {
+        match error {
+            crate::vault::KeyLookupError::TooMany => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_lookups",
+                "too many recipient lookups; retry in a second",
+            ),
+            crate::vault::KeyLookupError::Document(error) => error.into(),
+        }
+    }
+}

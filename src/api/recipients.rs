@@ -3,14 +3,13 @@
 //! is named in the body, never in the URL (names and register numbers stay out of
 //! logs). See [`crate::vault::vault_key_for`].
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::ApiAgent;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::vault::{KeyLookupError, vault_key_for};
+use crate::vault::vault_key_for;
 
 /// Who to look up.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -47,17 +46,7 @@ pub async fn recipient_key(
     ApiAgent(agent): ApiAgent,
     query: web::Json<RecipientQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let recipient = match vault_key_for(&state, &agent, query.into_inner().recipient).await {
-        Ok(recipient) => recipient,
-        Err(KeyLookupError::TooMany) => {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_lookups",
-                "too many recipient lookups; retry in a second",
-            ));
-        }
-        Err(KeyLookupError::Document(error)) => return Err(error.into()),
-    };
+    let recipient = vault_key_for(&state, &agent, query.into_inner().recipient).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(RecipientBody {

@@ -420,7 +420,7 @@ fn sealed_metadata_line(
     )?;
     metadata["encryption"] = serde_json::json!({
         "recipient": recipient.to_string(),
-        "sealed_metadata": crate::vault::passkeys::base64url(&sealed),
+        "sealed_metadata": crate::crypto::base64url(&sealed),
     });
     Ok(metadata.to_string().into_bytes())
 }

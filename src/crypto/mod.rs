@@ -27,3 +27,18 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     bytes
 }
+
+/// Base64url without padding: how pages and senders exchange binary values (keys,
+/// sealed values, WebAuthn ids).
+pub fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Reads base64url, with or without padding.
+pub fn from_base64url(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .ok()
+}

@@ -489,17 +489,10 @@ async fn recipient_key(
         ));
     }
     let recipient = body.into_inner()["recipient"].clone();
-    match super::vault_key_for(&state, &agent.agent, recipient).await {
-        Ok(recipient) => Ok(HttpResponse::Ok()
-            .insert_header(("Cache-Control", "no-store"))
-            .json(serde_json::json!({ "recipient": recipient.to_string() }))),
-        Err(super::KeyLookupError::TooMany) => Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_lookups",
-            "too many recipient lookups; retry in a second",
-        )),
-        Err(super::KeyLookupError::Document(error)) => Err(error.into()),
-    }
+    let recipient = super::vault_key_for(&state, &agent.agent, recipient).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(serde_json::json!({ "recipient": recipient.to_string() })))
 }
 
 /// Why the delivery form was refused, in the agent's language where we have it.

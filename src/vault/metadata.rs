@@ -156,7 +156,7 @@ fn parse_encryption(input: SenderEncryptionInput) -> Result<SenderEncryption, Me
     let recipient = crate::crypto::VaultRecipient::parse(&input.recipient)
         .map_err(|_| field("encryption.recipient must be a vault key (age1…)"))?
         .to_string();
-    let sealed_metadata = crate::vault::passkeys::from_base64url(&input.sealed_metadata)
+    let sealed_metadata = crate::crypto::from_base64url(&input.sealed_metadata)
         .filter(|bytes| bytes.len() <= super::sender_encrypted::MAX_SEALED_METADATA_BYTES)
         .ok_or_else(|| field("encryption.sealed_metadata must be base64url, at most 8 KiB"))?;
     super::sender_encrypted::check_single_x25519(&sealed_metadata).map_err(|_| {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::metadata::{served_content_type, without_bidi_controls};
 use super::{DocumentError, DocumentId, SealedMetadata, open_document};
-use crate::citizens::{self, Channel, NotificationContacts};
+use crate::citizens::{self, Channel, NotificationContacts, VaultAccess};
 use crate::crypto::unseal;
 use crate::db::schema::{departments, documents, tenants};
 use crate::state::AppState;
@@ -86,8 +86,9 @@ async fn vault_list(
         .db
         .read(
             move |conn| -> Result<(bool, Vec<DocumentLine>), PageError> {
-                let locked = citizens::is_locked(conn, &citizen_id)
+                let access = citizens::vault_access(conn, &keys.master, &citizen_id)
                     .map_err(|error| PageError::internal(lang, error))?;
+                let locked = matches!(access, VaultAccess::Locked);
                 let rows: Vec<ListRow> = documents::table
                     .inner_join(tenants::table)
                     .left_join(
@@ -115,11 +116,11 @@ async fn vault_list(
                     return Ok((locked, Vec::new()));
                 }
                 // A locked vault's key is not here: its titles go to the page sealed.
-                let identity = citizens::unwrap_vault_identity(conn, &keys.master, &citizen_id)
-                    .map_err(|error| PageError::internal(lang, error))?;
-                if identity.is_none() && !locked {
-                    return Err(PageError::session_expired(lang));
-                }
+                let identity = match access {
+                    VaultAccess::Escrowed(identity) => Some(identity),
+                    VaultAccess::Locked => None,
+                    VaultAccess::Unknown => return Err(PageError::session_expired(lang)),
+                };
                 let lines = rows
                     .into_iter()
                     .map(|row| {
@@ -146,7 +147,7 @@ async fn vault_list(
                         });
                         // A withdrawn document's title and file name were erased.
                         let sealed_metadata = (locked && withdrawn.is_none() && !unrecoverable)
-                            .then(|| super::security_pages::sealed_for_page(&sealed));
+                            .then(|| crate::crypto::base64url(&sealed));
                         let metadata = match (&withdrawn, &identity) {
                             _ if unrecoverable => None,
                             (Some(_), _) | (None, None) => None,
@@ -265,7 +266,7 @@ fn voucher_views(
             HeldState::ToCollectSealed(sealed) => to_collect.push(VoucherToCollect {
                 qr_svg: String::new(),
                 code: String::new(),
-                sealed_code: Some(super::security_pages::sealed_for_page(&sealed)),
+                sealed_code: Some(crate::crypto::base64url(&sealed)),
                 dates: format!("{} – {}", day(voucher.starts_on), day(voucher.ends_on)),
                 campaign: voucher.campaign,
                 commune: voucher.commune,

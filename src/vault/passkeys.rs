@@ -18,7 +18,7 @@ use webauthn_rs::prelude::{
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::Config;
-use crate::crypto::{SealError, VaultRecipient, random_bytes, seal, sha256_hex};
+use crate::crypto::{SealError, VaultRecipient, base64url, random_bytes, seal, sha256_hex};
 use crate::db::schema::{
     citizens, vault_ceremonies, vault_passkeys, vault_recovery, vault_recovery_attempts,
 };
@@ -553,20 +553,6 @@ fn take_ceremony(
         }
         _ => Err(PasskeyError::CeremonyExpired),
     }
-}
-
-/// Base64url without padding: how the page sends and receives binary values.
-pub fn base64url(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Reads base64url, with or without padding.
-pub fn from_base64url(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text.trim_end_matches('='))
-        .ok()
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<String, PasskeyError> {

@@ -15,12 +15,11 @@ use super::lock::{
 };
 use super::passkeys::{
     self, CeremonyPurpose, PasskeyError, Registered, RegistrationResponse, RemovalError,
-    VaultWebauthn, base64url, from_base64url,
 };
 use super::{DocumentId, encrypted_document};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::citizens;
-use crate::crypto::VaultRecipient;
+use crate::crypto::{VaultRecipient, from_base64url};
 use crate::state::AppState;
 use crate::web::page::{Page, PageError, see_other};
 use crate::web::session::CitizenSession;
@@ -145,10 +144,6 @@ fn checked(
     Ok(citizen)
 }
 
-fn webauthn(state: &AppState) -> &VaultWebauthn {
-    &state.passkeys
-}
-
 #[derive(Serialize)]
 struct PasskeyLine {
     id: String,
@@ -213,7 +208,7 @@ async fn lock_start(
             if citizens::is_locked(conn, &citizen_id).map_err(Refusal::internal)? {
                 return Err(Refusal::new(StatusCode::CONFLICT, "already_locked"));
             }
-            Ok(webauthn(&app).start_registration(
+            Ok(app.passkeys.start_registration(
                 conn,
                 &citizen_id,
                 CeremonyPurpose::Lock,
@@ -291,33 +286,15 @@ async fn lock_finish(
         "invalid_recovery_copy",
     )?;
     let citizen_id = citizen.citizen_id().to_owned();
-    let app = state.clone();
-    // The ceremony is consumed in its own transaction, committed even when the
-    // registration is refused: a ceremony serves once, whatever its outcome.
-    let registered = state
-        .db
-        .write({
-            let (app, citizen_id, ceremony, proof) = (
-                app.clone(),
-                citizen_id.clone(),
-                body.ceremony.clone(),
-                body.proof.clone(),
-            );
-            move |conn| {
-                committed(webauthn(&app).finish_registration(
-                    conn,
-                    &citizen_id,
-                    CeremonyPurpose::Lock,
-                    RegistrationResponse {
-                        ceremony: &ceremony,
-                        credential: &credential,
-                        prf_enabled,
-                        proof: proof.as_deref(),
-                    },
-                ))
-            }
-        })
-        .await??;
+    let registered = finish_registration(
+        &state,
+        &citizen_id,
+        CeremonyPurpose::Lock,
+        &body,
+        credential,
+        prf_enabled,
+    )
+    .await?;
     let recipient = registered
         .recipient
         .clone()
@@ -327,6 +304,7 @@ async fn lock_finish(
         passkey: body.new_passkey(registered)?,
         recovery_copy,
     };
+    let app = state.clone();
     let report = state
         .db
         .write(move |conn| lock_vault(conn, app.keys.server_keys(), &citizen_id, request))
@@ -351,7 +329,7 @@ async fn add_start(
             if !citizens::is_locked(conn, &citizen_id).map_err(Refusal::internal)? {
                 return Err(Refusal::new(StatusCode::CONFLICT, "not_locked"));
             }
-            Ok(webauthn(&app).start_registration(
+            Ok(app.passkeys.start_registration(
                 conn,
                 &citizen_id,
                 CeremonyPurpose::AddPasskey,
@@ -377,27 +355,15 @@ async fn add_finish(
     let body = body.into_inner();
     let (credential, prf_enabled) = body.credential()?;
     let citizen_id = citizen.citizen_id().to_owned();
-    let app = state.clone();
-    let registered = state
-        .db
-        .write({
-            let (app, citizen_id, ceremony) =
-                (app.clone(), citizen_id.clone(), body.ceremony.clone());
-            move |conn| {
-                committed(webauthn(&app).finish_registration(
-                    conn,
-                    &citizen_id,
-                    CeremonyPurpose::AddPasskey,
-                    RegistrationResponse {
-                        ceremony: &ceremony,
-                        credential: &credential,
-                        prf_enabled,
-                        proof: None,
-                    },
-                ))
-            }
-        })
-        .await??;
+    let registered = finish_registration(
+        &state,
+        &citizen_id,
+        CeremonyPurpose::AddPasskey,
+        &body,
+        credential,
+        prf_enabled,
+    )
+    .await?;
     let passkey = body.new_passkey(registered)?.checked()?;
     let id = state
         .db
@@ -502,7 +468,7 @@ async fn unlock_start(
     let app = state.clone();
     let started = state
         .db
-        .write(move |conn| webauthn(&app).start_authentication(conn, &citizen_id))
+        .write(move |conn| app.passkeys.start_authentication(conn, &citizen_id))
         .await?;
     Ok(no_store_json(&started))
 }
@@ -528,7 +494,7 @@ async fn unlock_finish(
     let unlocked = state
         .db
         .write(move |conn| {
-            committed(webauthn(&app).finish_authentication(
+            committed(app.passkeys.finish_authentication(
                 conn,
                 &citizen_id,
                 &body.ceremony,
@@ -584,6 +550,37 @@ async fn encrypted_download(
         .streaming(document.content))
 }
 
+/// Checks a passkey registration against its ceremony. The ceremony is consumed in its
+/// own transaction, committed even when the registration is refused: a ceremony serves
+/// once, whatever its outcome.
+async fn finish_registration(
+    state: &web::Data<AppState>,
+    citizen_id: &str,
+    purpose: CeremonyPurpose,
+    body: &PasskeyFinish,
+    credential: RegisterPublicKeyCredential,
+    prf_enabled: bool,
+) -> Result<Registered, Refusal> {
+    let (app, citizen_id) = (state.clone(), citizen_id.to_owned());
+    let (ceremony, proof) = (body.ceremony.clone(), body.proof.clone());
+    Ok(state
+        .db
+        .write(move |conn| {
+            committed(app.passkeys.finish_registration(
+                conn,
+                &citizen_id,
+                purpose,
+                RegistrationResponse {
+                    ceremony: &ceremony,
+                    credential: &credential,
+                    prf_enabled,
+                    proof: proof.as_deref(),
+                },
+            ))
+        })
+        .await??)
+}
+
 /// Commits the transaction whatever the ceremony's outcome (its deletion must stick),
 /// handing the outcome on.
 fn committed<T>(
@@ -596,9 +593,4 @@ fn no_store_json(value: &impl Serialize) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, "no-store"))
         .json(value)
-}
-
-/// Base64url of a sealed value, as the locked vault's page receives it.
-pub(crate) fn sealed_for_page(sealed: &[u8]) -> String {
-    base64url(sealed)
 }
