@@ -4,8 +4,9 @@
 // document's title read and the document downloaded, decrypted in the page, byte for
 // byte; a second passkey added and removed; the recovery code opening the vault in a
 // browser with no passkey at all, after a mistyped code; a document altered in storage
-// refused without being saved; and a passkey without PRF refused before anything
-// changes. Every page goes through the checks of support.mjs.
+// refused without being saved; and a passkey without PRF, or a page that does not
+// hold the key it asks the vault to move to, refused before anything changes. Every
+// page goes through the checks of support.mjs.
 //
 // Passkeys refuse an IP address as their origin: the browser uses http://localhost.
 
@@ -124,6 +125,47 @@ describe('a vault locked with a passkey', { timeout: 300_000 }, () => {
       assert.equal(await page.locator('#recovery-code-shown').isVisible(), false, 'no code shown');
 
       // The vault is still open: the list shows the title, served as before.
+      await page.goto(`${server.base}/vault`);
+      assert.equal(await page.getByRole('link', { name: TITLE }).count(), 1);
+      journey.assertClean();
+    } finally {
+      await journey.close();
+    }
+  });
+
+  test('a lock whose proof of the new key is wrong is refused, and nothing changes', { timeout: 60_000 }, async () => {
+    const journey = await Journey.open(browser, 'proof-mismatch', { viewport: DESKTOP, locale: 'fr-FR' });
+    try {
+      const { page } = journey;
+      await withAuthenticator(journey);
+      await logInAsMarie(journey, server.base);
+      // A page that does not hold the identity it asks the vault to move to: the
+      // value sealed to that identity comes back wrong.
+      let answered = null;
+      await page.route('**/vault/security/lock/finish', async (route) => {
+        const body = JSON.parse(route.request().postData());
+        const response = await route.fetch({
+          postData: JSON.stringify({ ...body, proof: '0'.repeat(64) }),
+        });
+        answered = { status: response.status(), body: await response.json() };
+        await route.fulfill({ response });
+      });
+      await page.getByRole('link', { name: LOCK }).click();
+      await page.waitForURL(`${server.base}/vault/security`);
+      await page.getByRole('button', { name: LOCK }).click();
+      const shown = page.locator('#recovery-code-shown');
+      await shown.waitFor();
+      const code = (await shown.innerText()).replace(/\s/g, '');
+      const group = Number((await page.locator('#challenge-label').innerText()).match(/\d/)[0]);
+      await page.getByLabel(/^Recopiez le groupe n° \d$/).fill(code.split('-')[group - 1]);
+      journey.expectedStatus = { url: `${server.base}/vault/security/lock/finish`, status: 400 };
+      await page.getByRole('button', { name: 'Confirmer et verrouiller mon coffre' }).click();
+      await alert(page, "L'opération n'a pas abouti et votre coffre n'a pas changé").waitFor();
+      journey.expectedStatus = null;
+      assert.deepEqual(answered, { status: 400, body: { error: 'proof_mismatch' } });
+      await page.unroute('**/vault/security/lock/finish');
+
+      // Still open: the list shows the title, served as before.
       await page.goto(`${server.base}/vault`);
       assert.equal(await page.getByRole('link', { name: TITLE }).count(), 1);
       journey.assertClean();

@@ -159,26 +159,50 @@ async fn open_with(
     Some(plaintext)
 }
 
-async fn escrow_rows(app: &TestApp, citizen: &str) -> i64 {
-    let citizen = citizen.to_owned();
+/// A count query run on the app's database.
+async fn count(
+    app: &TestApp,
+    query: impl FnOnce(&mut eguichet::db::Conn) -> QueryResult<i64> + Send + 'static,
+) -> i64 {
     app.state
         .db
-        .read(move |conn| -> Result<i64, eguichet::db::DbError> {
-            Ok(vault_escrow::table
-                .filter(vault_escrow::citizen_id.eq(&citizen))
-                .count()
-                .get_result(conn)?)
-        })
+        .read(move |conn| -> Result<i64, eguichet::db::DbError> { Ok(query(conn)?) })
         .await
         .unwrap()
+}
+
+async fn escrow_rows(app: &TestApp, citizen: &str) -> i64 {
+    let citizen = citizen.to_owned();
+    count(app, move |conn| {
+        vault_escrow::table
+            .filter(vault_escrow::citizen_id.eq(&citizen))
+            .count()
+            .get_result(conn)
+    })
+    .await
+}
+
+async fn passkey_rows(app: &TestApp, citizen: &str) -> i64 {
+    let citizen = citizen.to_owned();
+    count(app, move |conn| {
+        vault_passkeys::table
+            .filter(vault_passkeys::citizen_id.eq(&citizen))
+            .count()
+            .get_result(conn)
+    })
+    .await
 }
 
 async fn escrowed_identity(app: &TestApp, citizen: &str) -> Option<VaultIdentity> {
     let (state, citizen) = (app.state.clone(), citizen.to_owned());
     app.state
         .db
-        .read(move |conn| citizens::unwrap_vault_identity(conn, &state.keys.master, &citizen))
+        .read(move |conn| citizens::vault_access(conn, &state.keys.master, &citizen))
         .await
+        .map(|access| match access {
+            citizens::VaultAccess::Escrowed(identity) => Some(identity),
+            citizens::VaultAccess::Locked | citizens::VaultAccess::Unknown => None,
+        })
         .unwrap()
 }
 
@@ -385,19 +409,7 @@ async fn two_locks_at_once_give_one_locked_vault() {
             .filter_map(|result| result.as_ref().err())
             .all(|error| matches!(error, LockError::AlreadyLocked))
     );
-    let id = citizen.clone();
-    let passkeys: i64 = app
-        .state
-        .db
-        .read(move |conn| -> Result<i64, eguichet::db::DbError> {
-            Ok(vault_passkeys::table
-                .filter(vault_passkeys::citizen_id.eq(&id))
-                .count()
-                .get_result(conn)?)
-        })
-        .await
-        .unwrap();
-    assert_eq!(passkeys, 1);
+    assert_eq!(passkey_rows(&app, &citizen).await, 1);
 }
 
 #[tokio::test]
@@ -470,7 +482,7 @@ async fn recovery_copies_are_rationed_even_in_a_burst() {
             .filter_map(|attempt| attempt.as_ref().err())
             .all(|error| matches!(error, PasskeyError::TooManyAttempts))
     );
-    let copy = passkeys::from_base64url(handed_out[0]).unwrap();
+    let copy = eguichet::crypto::from_base64url(handed_out[0]).unwrap();
     assert_eq!(copy, keys.recovery_copy);
     let id = citizen.clone();
     let kept: Vec<u8> = app
@@ -588,7 +600,7 @@ async fn the_security_calls_need_the_session_and_its_csrf_token() {
     assert!(started["options"]["publicKey"]["challenge"].is_string());
     assert_eq!(started["options"]["publicKey"]["rp"]["id"], "localhost");
     // The proof opens only with the new identity.
-    let proof = passkeys::from_base64url(started["proof"].as_str().unwrap()).unwrap();
+    let proof = eguichet::crypto::from_base64url(started["proof"].as_str().unwrap()).unwrap();
     let opened = String::from_utf8(unseal(&keys.identity, &proof).unwrap()).unwrap();
     assert_eq!(opened.len(), 64);
 
@@ -600,9 +612,9 @@ async fn the_security_calls_need_the_session_and_its_csrf_token() {
             "response": { "clientDataJSON": "e30", "attestationObject": "oA" },
             "clientExtensionResults": { "prf": { "enabled": true } },
         },
-        "prfSalt": passkeys::base64url(&[1; 32]),
-        "wrappedIdentity": passkeys::base64url(&keys.wrapped_identity),
-        "recoveryCopy": passkeys::base64url(&keys.recovery_copy),
+        "prfSalt": eguichet::crypto::base64url(&[1; 32]),
+        "wrappedIdentity": eguichet::crypto::base64url(&keys.wrapped_identity),
+        "recoveryCopy": eguichet::crypto::base64url(&keys.recovery_copy),
         "proof": opened,
     });
     let forged = call(
@@ -666,14 +678,10 @@ async fn the_security_calls_need_the_session_and_its_csrf_token() {
         .await
         .unwrap();
     assert!(purged >= 1);
-    let left: i64 = app
-        .state
-        .db
-        .read(|conn| -> Result<i64, eguichet::db::DbError> {
-            Ok(vault_ceremonies::table.count().get_result(conn)?)
-        })
-        .await
-        .unwrap();
+    let left = count(&app, |conn| {
+        vault_ceremonies::table.count().get_result(conn)
+    })
+    .await;
     assert_eq!(left, 0);
 }
 
@@ -705,19 +713,7 @@ async fn a_citizen_who_lost_every_key_starts_over_and_the_commune_sees_what_to_r
         "one of two start-overs at once"
     );
     assert_eq!(escrow_rows(&app, &citizen).await, 1, "a new escrowed key");
-    let id = citizen.clone();
-    let passkeys_left: i64 = app
-        .state
-        .db
-        .read(move |conn| -> Result<i64, eguichet::db::DbError> {
-            Ok(vault_passkeys::table
-                .filter(vault_passkeys::citizen_id.eq(&id))
-                .count()
-                .get_result(conn)?)
-        })
-        .await
-        .unwrap();
-    assert_eq!(passkeys_left, 0);
+    assert_eq!(passkey_rows(&app, &citizen).await, 0);
 
     // The commune sees which documents to deliver again, and nothing else.
     let status: Value = app
@@ -727,6 +723,21 @@ async fn a_citizen_who_lost_every_key_starts_over_and_the_commune_sees_what_to_r
         .await
         .unwrap();
     assert_eq!(status["unrecoverable"], true, "{status}");
+    let admin = app
+        .agent_browser("admin@mairie.example", Role::Admin, None, &[])
+        .await;
+    let tag = "Illisible : le destinataire a dû repartir d&#x27;un coffre neuf";
+    let detail = admin
+        .get(&format!("/agent/deliveries/{}", delivered[0].0))
+        .await;
+    assert_eq!(detail.status(), 200);
+    assert!(detail.text().await.unwrap().contains(tag));
+    let list = admin.get("/agent/deliveries").await.text().await.unwrap();
+    assert_eq!(
+        list.matches(tag).count(),
+        delivered.len(),
+        "one tag per document"
+    );
     // The citizen's list says so; the documents no longer download.
     let browser = CitizenBrowser::logged_in_as(&app, "marie.dupont").await;
     assert_eq!(browser.get("/vault").await.status(), 200);
