@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark harness")]
 
-#[path = "../tests/common/outbound.rs"]
+#[path = "../tests/it/common/outbound.rs"]
 #[allow(dead_code, reason = "the benchmark uses the SMTP server only")]
 mod outbound;
 

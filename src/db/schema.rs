@@ -1,5 +1,5 @@
 //! Table definitions shared by both engines (the migration trees must agree with them;
-//! `tests/migrations.rs` checks that they do).
+//! `tests/it/operations.rs` checks that they do).
 
 diesel::table! {
     tenants (id) {

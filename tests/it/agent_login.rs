@@ -3,19 +3,12 @@
 //! provider for agents matched on the work email with its `amr` checked. Failures look
 //! alike, repeated ones lock the account, and agent and citizen sessions stay apart.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
+use crate::common::html::{form_action, hidden_fields, location};
+use crate::common::{Options, TestApp, spawn_app, spawn_app_with};
 use actix_web::{App, HttpResponse, HttpServer, web};
-use common::html::{form_action, hidden_fields, location};
-use common::{Options, TestApp, spawn_app, spawn_app_with};
 use diesel::prelude::*;
 use eguichet::agents::credentials::{self, NewPassword};
 use eguichet::agents::{self, Agent, AgentEmail, Role};

@@ -4,15 +4,6 @@
 //! directory unless `TEST_S3_ENDPOINT` and `TEST_S3_BUCKET` name an S3 server (each
 //! test then gets its own key prefix).
 
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the harness"
-)]
-#![allow(
-    clippy::unwrap_used,
-    reason = "the harness fails a test loudly on the first surprise"
-)]
-
 pub mod agent_browser;
 pub mod citizen_browser;
 pub mod html;

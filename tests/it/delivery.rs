@@ -1,17 +1,12 @@
 //! The agent delivery API end to end: a document goes in over HTTP, rests encrypted,
 //! and comes back only through the citizen's vault key. Bad input loses nothing.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
 use std::io::Write;
 use std::time::Duration;
 
-use common::{Options, document_bytes, error_code, metadata, pivot, spawn_app, spawn_app_with};
+use crate::common::{
+    Options, document_bytes, error_code, metadata, pivot, spawn_app, spawn_app_with,
+};
 use diesel::prelude::*;
 use eguichet::agents::Role;
 use eguichet::db::schema::documents;
@@ -121,7 +116,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         .any(|window| window == needle)
 }
 
-async fn read_object(app: &common::TestApp, key: &str, size: i64, sha256: &str) -> Vec<u8> {
+async fn read_object(app: &crate::common::TestApp, key: &str, size: i64, sha256: &str) -> Vec<u8> {
     let digest = BlobDigest {
         size: size as u64,
         sha256: sha256.to_owned(),
@@ -315,7 +310,7 @@ async fn bad_metadata_is_refused_and_nothing_is_stored() {
         .agent_token_for("agent@mairie.example", Role::Agent, &["etat-civil"])
         .await;
 
-    let cases: Vec<(common::Delivery<'_>, u16, &str)> = vec![
+    let cases: Vec<(crate::common::Delivery<'_>, u16, &str)> = vec![
         (
             app.deliver(&token).without_metadata(),
             400,
@@ -461,7 +456,12 @@ async fn oversized_documents_are_refused_while_streaming() {
 }
 
 /// A raw HTTP request, so the test controls exactly what reaches the server.
-fn raw_upload_head(app: &common::TestApp, token: &str, boundary: &str, length: usize) -> String {
+fn raw_upload_head(
+    app: &crate::common::TestApp,
+    token: &str,
+    boundary: &str,
+    length: usize,
+) -> String {
     let host = app.address.trim_start_matches("http://");
     format!(
         "POST /api/v1/documents HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\

@@ -2,16 +2,12 @@
 //! next start claims it again once the lease has run out, and exactly one email leaves.
 //! Real processes (the `eguichet` binary) on a shared SQLite file or PostgreSQL database.
 
-#![allow(clippy::unwrap_used, reason = "tests")]
-
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::PostgresDatabase;
-use common::outbound::SmtpServer;
+use crate::common::PostgresDatabase;
+use crate::common::outbound::SmtpServer;
 use diesel::prelude::*;
 use eguichet::agents::{self, AgentEmail, Role};
 use eguichet::audit::Actor;
@@ -148,7 +144,7 @@ async fn a_worker_killed_between_claim_and_send_sends_the_notice_once_after_rest
     let first = start_server(&config_path, &data_dir.path().join("first.log"), &[]);
     wait_until_healthy(&client, &base).await;
     let metadata = serde_json::json!({
-        "recipient": common::marie(), "title": "Avis de taxe foncière 2026",
+        "recipient": crate::common::marie(), "title": "Avis de taxe foncière 2026",
         "category": "impots", "contact": {"email": "marie.dupont@example.org"}
     });
     let form = reqwest::multipart::Form::new()

@@ -1,17 +1,10 @@
 //! What the IT team does from the shell and what the data layer promises: migrations
 //! that agree across engines, the command-line tools, key rotation, the audit chain.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use common::{metadata, pivot, spawn_app};
+use crate::common::{metadata, pivot, spawn_app};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use eguichet::agents::Role;
@@ -305,7 +298,7 @@ fn unknown_configuration_keys_stop_the_start() {
 async fn master_key_rotation_rewraps_without_reencrypting() {
     let app = spawn_app().await;
     let token = app.agent_token("agent@mairie.example", Role::Agent).await;
-    let plaintext = common::document_bytes(70_000, 9);
+    let plaintext = crate::common::document_bytes(70_000, 9);
     let response = app
         .deliver(&token)
         .metadata(metadata(pivot("Martin"), "Avis"))
@@ -366,7 +359,7 @@ async fn audit_chain_detects_edits_and_deletions() {
     for _ in 0..3 {
         assert_eq!(app.deliver(&token).send().await.status(), 201);
     }
-    let verify = |app: &common::TestApp| {
+    let verify = |app: &crate::common::TestApp| {
         let db = app.state.db.clone();
         async move {
             tokio::task::spawn_blocking(move || {

@@ -1,11 +1,6 @@
 //! The `eguichet` command as an operator types it: every command the README shows,
 //! with the variables the README tells them to export, and from the wrong directory.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -1,15 +1,8 @@
 //! The periodic cleanup purges what has expired and keeps what still lives, and of
 //! several instances racing for it, exactly one runs it.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
+use crate::common::{TestApp, spawn_app};
 use chrono::{NaiveDateTime, TimeDelta};
-use common::{TestApp, spawn_app};
 use diesel::prelude::*;
 use eguichet::agents::{self, Agent, AgentEmail, Role, TokenName, TokenRequest};
 use eguichet::audit::Actor;

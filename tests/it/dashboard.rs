@@ -3,17 +3,10 @@
 //! notices by channel, vouchers per day and per site; the small-count rule on the page
 //! and in the CSV files; bad filters; and what an official can reach.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{TestApp, document_bytes, pivot, spawn_app};
 use chrono::TimeDelta;
-use common::{TestApp, document_bytes, pivot, spawn_app};
 use diesel::prelude::*;
 use eguichet::agents::{self, AgentEmail, Role};
 use eguichet::dashboard::refill;
@@ -299,7 +292,10 @@ async fn the_figures_match_a_known_data_set_and_small_counts_are_hidden() {
 }
 
 /// The "Documents déposés" figure of the summary CSV for a filter.
-async fn delivered_shown(browser: &common::agent_browser::AgentBrowser, filter: &str) -> String {
+async fn delivered_shown(
+    browser: &crate::common::agent_browser::AgentBrowser,
+    filter: &str,
+) -> String {
     let csv = browser
         .get(&format!("/agent/dashboard/summary.csv?{filter}"))
         .await

@@ -2,14 +2,7 @@
 //! deliveries of, their own departments; admins reach the whole tenant; another
 //! tenant reaches nothing. Withdrawing a document is scoped the same way.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
-use common::{error_code, marie, metadata, spawn_app};
+use crate::common::{error_code, marie, metadata, spawn_app};
 use eguichet::agents::Role;
 use eguichet::db::schema::{audit_events, documents};
 use eguichet::tenants;
@@ -155,7 +148,12 @@ async fn agents_follow_only_deliveries_within_their_reach() {
     );
 }
 
-async fn withdraw(app: &common::TestApp, token: &str, id: &str, body: Value) -> reqwest::Response {
+async fn withdraw(
+    app: &crate::common::TestApp,
+    token: &str,
+    id: &str,
+    body: Value,
+) -> reqwest::Response {
     app.client
         .post(format!("{}/api/v1/documents/{id}/withdraw", app.address))
         .bearer_auth(token)

@@ -2,11 +2,6 @@
 //! FranceConnect: discovery, the code flow and its rules, userinfo as a signed JWT,
 //! logout, and key rotation.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
 use std::net::TcpListener;
 use std::sync::Arc;
 

@@ -2,14 +2,10 @@
 //! through lettre to an SMTP server and through the HTTP adapter to an SMS gateway.
 //! Runs on SQLite, and on PostgreSQL when `TEST_DATABASE_URL` is set.
 
-#![allow(clippy::unwrap_used, reason = "tests")]
-
-mod common;
-
 use std::time::Duration;
 
-use common::outbound::{SmsGateway, SmtpServer, closed_port_url};
-use common::{Options, TestApp, marie, spawn_app_with};
+use crate::common::outbound::{SmsGateway, SmtpServer, closed_port_url};
+use crate::common::{Options, TestApp, marie, spawn_app_with};
 use diesel::prelude::*;
 use eguichet::agents::Role;
 use eguichet::citizens::{Channel, NotificationContacts, save_notification_contacts};
@@ -396,7 +392,7 @@ async fn workers_side_by_side_send_each_notice_once() {
     let token = app.agent_token("agent@mairie.example", Role::Agent).await;
     let count = 24;
     for n in 0..count {
-        let metadata = json!({"recipient": common::pivot(&format!("Martin{n}")), "title": TITLE,
+        let metadata = json!({"recipient": crate::common::pivot(&format!("Martin{n}")), "title": TITLE,
                               "category": "impots", "contact": {"email": format!("c{n}@example.org")}});
         let response = app.deliver(&token).metadata(metadata).send().await;
         assert_eq!(response.status(), 201);

@@ -3,17 +3,10 @@
 //! file), and `eguichet deliver` sending no plaintext at all — checked on the wire
 //! through a recording proxy and in every file the server wrote.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use common::{TestApp, document_bytes, error_code, marie, spawn_app};
+use crate::common::{TestApp, document_bytes, error_code, marie, spawn_app};
 use diesel::prelude::*;
 use eguichet::agents::Role;
 use eguichet::bulk::client::{self, ClientOptions};
@@ -103,7 +96,7 @@ async fn a_document_its_sender_encrypted_is_stored_as_it_is() {
     // Asked again, the same person has the same key; an unknown person gets one too,
     // in the same shape.
     assert_eq!(vault_key(&app, &token).await.to_string(), key.to_string());
-    let stranger = recipient_of(&app, &token, common::pivot("Inconnu")).await;
+    let stranger = recipient_of(&app, &token, crate::common::pivot("Inconnu")).await;
     assert_eq!(stranger.status(), 200);
 
     let plaintext = document_bytes(200_000, 4);
@@ -142,7 +135,8 @@ async fn a_document_its_sender_encrypted_is_stored_as_it_is() {
     assert_eq!(&file[..header.len()], &header[..], "header kept as sent");
     // The vault's own page (here with the escrowed key) opens it like any other.
     let identity = citizen_identity(&app, &id).await;
-    let browser = common::citizen_browser::CitizenBrowser::logged_in_as(&app, "marie.dupont").await;
+    let browser =
+        crate::common::citizen_browser::CitizenBrowser::logged_in_as(&app, "marie.dupont").await;
     let downloaded = browser.get(&format!("/vault/documents/{id}")).await;
     assert_eq!(downloaded.status(), 200);
     assert_eq!(downloaded.bytes().await.unwrap().to_vec(), plaintext);

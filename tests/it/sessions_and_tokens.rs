@@ -3,20 +3,13 @@
 //! refused, a password change logs the agent out everywhere else, a new login ends the
 //! browser's previous session, and one address cannot fill the pending logins.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
 use std::time::Duration;
 
+use crate::common::agent_browser::AgentBrowser;
+use crate::common::citizen_browser::CitizenBrowser;
+use crate::common::html::location;
+use crate::common::{Options, TestApp, spawn_app, spawn_app_with};
 use chrono::TimeDelta;
-use common::agent_browser::AgentBrowser;
-use common::citizen_browser::CitizenBrowser;
-use common::html::location;
-use common::{Options, TestApp, spawn_app, spawn_app_with};
 use diesel::prelude::*;
 use eguichet::agents::api_tokens::{self, Revocation, TokenState};
 use eguichet::agents::credentials::{self, NewPassword};

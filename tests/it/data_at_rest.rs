@@ -2,17 +2,10 @@
 //! the database file, files and directories only the service's user can read, notices
 //! that never leave the host in plain text, and cookies a neighbouring host cannot set.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::spawn_app;
+use crate::common::spawn_app;
 use diesel::prelude::*;
 use eguichet::agents::Role;
 use eguichet::config::Config;
@@ -206,7 +199,7 @@ async fn production_cookies_are_host_only() {
 
 #[tokio::test]
 async fn the_language_cookie_is_secure_wherever_session_cookies_are() {
-    let lang_cookie = |app: &common::TestApp| {
+    let lang_cookie = |app: &crate::common::TestApp| {
         let request = app.client.get(format!("{}/?lang=en", app.address));
         async move {
             let response = request.send().await.unwrap();
@@ -221,7 +214,7 @@ async fn the_language_cookie_is_secure_wherever_session_cookies_are() {
     let local = spawn_app().await;
     assert!(!lang_cookie(&local).await.contains("Secure"));
     // Reached under any other name, every cookie is `Secure`, the language's too.
-    let remote = common::spawn_app_with(common::Options {
+    let remote = crate::common::spawn_app_with(crate::common::Options {
         extra_toml: "public_url = \"http://guichet.mairie.example\"\n".to_owned(),
         ..Default::default()
     })

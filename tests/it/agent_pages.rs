@@ -2,16 +2,9 @@
 //! tenant; delivering one document from the browser form; following deliveries with
 //! filters; withdrawing; and the admin's management of agents and departments.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
-use common::agent_browser::AgentBrowser;
-use common::html::location;
-use common::{TestApp, document_bytes, marie, spawn_app};
+use crate::common::agent_browser::AgentBrowser;
+use crate::common::html::location;
+use crate::common::{TestApp, document_bytes, marie, spawn_app};
 use eguichet::agents::Role;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};

@@ -1,20 +1,13 @@
 //! A provider that misbehaves on purpose: every bad answer a real identity provider (or
 //! an attacker in its place) could send gets a clear page and no session.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{Options, TestApp, document_bytes, metadata, spawn_app_with};
 use actix_web::{App, HttpResponse, HttpServer, web};
-use common::{Options, TestApp, document_bytes, metadata, spawn_app_with};
 use eguichet::agents::Role;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::pkcs8::EncodePrivateKey;
@@ -492,7 +485,12 @@ async fn a_second_provider_asserting_the_same_identity_is_not_merged_silently() 
     .await;
     let token = app.agent_token("agent@mairie.example", Role::Agent).await;
     let id = app
-        .deliver_to(&token, common::marie(), "Avis", document_bytes(2_000, 5))
+        .deliver_to(
+            &token,
+            crate::common::marie(),
+            "Avis",
+            document_bytes(2_000, 5),
+        )
         .await;
     let addressed = app.citizen_of(&id).await;
 
@@ -622,7 +620,7 @@ async fn a_weak_provider_logging_in_first_with_someones_identity_takes_nothing()
     let first = app
         .deliver_to(
             &token,
-            common::marie(),
+            crate::common::marie(),
             "Avis de taxe",
             document_bytes(2_000, 5),
         )
@@ -647,7 +645,7 @@ async fn a_weak_provider_logging_in_first_with_someones_identity_takes_nothing()
     let later = app
         .deliver_to(
             &token,
-            common::marie(),
+            crate::common::marie(),
             "Facture cantine",
             document_bytes(2_000, 6),
         )
@@ -678,7 +676,12 @@ async fn a_weak_provider_logging_in_before_any_delivery_captures_no_later_one() 
     );
     let weak_vault = vault_of(&vault_links(&app).await, "weak");
     let id = app
-        .deliver_to(&token, common::marie(), "Avis", document_bytes(2_000, 7))
+        .deliver_to(
+            &token,
+            crate::common::marie(),
+            "Avis",
+            document_bytes(2_000, 7),
+        )
         .await;
     assert_ne!(app.citizen_of(&id).await, weak_vault);
     assert_eq!(
@@ -706,7 +709,7 @@ async fn a_vault_captured_before_assurance_was_checked_returns_to_the_verified_c
     let id = app
         .deliver_to(
             &token,
-            common::marie(),
+            crate::common::marie(),
             "Avis de taxe",
             document_bytes(2_000, 8),
         )
@@ -761,7 +764,7 @@ async fn a_captured_vault_is_left_at_the_weak_accounts_next_login() {
     let id = app
         .deliver_to(
             &token,
-            common::marie(),
+            crate::common::marie(),
             "Avis de taxe",
             document_bytes(2_000, 9),
         )
@@ -786,7 +789,7 @@ async fn a_captured_vault_is_left_at_the_weak_accounts_next_login() {
     let later = app
         .deliver_to(
             &token,
-            common::marie(),
+            crate::common::marie(),
             "Facture",
             document_bytes(2_000, 10),
         )
@@ -800,7 +803,12 @@ async fn a_provider_declared_identity_verified_opens_the_addressed_vault() {
     let app = portal_mixed(&[("regional", &verified, "generic", "identity_verified = true")]).await;
     let token = app.agent_token("agent@mairie.example", Role::Agent).await;
     let id = app
-        .deliver_to(&token, common::marie(), "Avis", document_bytes(2_000, 11))
+        .deliver_to(
+            &token,
+            crate::common::marie(),
+            "Avis",
+            document_bytes(2_000, 11),
+        )
         .await;
     assert_eq!(
         login_through(&app, "regional", &verified, &fresh_code())
@@ -822,7 +830,12 @@ async fn franceconnect_below_eidas1_does_not_open_the_addressed_vault() {
     fc.behave(|b| b.id_token_overrides = json!({"acr": null}));
     let token = app.agent_token("agent@mairie.example", Role::Agent).await;
     let id = app
-        .deliver_to(&token, common::marie(), "Avis", document_bytes(2_000, 12))
+        .deliver_to(
+            &token,
+            crate::common::marie(),
+            "Avis",
+            document_bytes(2_000, 12),
+        )
         .await;
     assert_eq!(
         login(&app, &fc, &fresh_code()).await.status(),

@@ -2,14 +2,7 @@
 //! master key: an edited event with its plain chain recomputed, a cut tail, a head set
 //! back; and the chain written before it was keyed, which must keep verifying.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
-use common::{TestApp, spawn_app};
+use crate::common::{TestApp, spawn_app};
 use diesel::prelude::*;
 use eguichet::agents::Role;
 use eguichet::audit::anchors::{self, Anchor};

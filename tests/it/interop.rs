@@ -3,20 +3,13 @@
 //! started on loopback for each test. Runs when `TEST_OIDC_PROVIDER=1`; it needs `node`
 //! and `npm ci --prefix e2e/oidc-provider`.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::html::{attribute, form_action, hidden_fields, location, sets_session_cookie};
-use common::{Options, TestApp, awa, document_bytes, marie, spawn_app_with};
+use crate::common::html::{attribute, form_action, hidden_fields, location, sets_session_cookie};
+use crate::common::{Options, TestApp, awa, document_bytes, marie, spawn_app_with};
 use eguichet::agents::Role;
 use reqwest::{Response, StatusCode};
 use url::Url;

@@ -2,14 +2,7 @@
 //! (`tests/common/pdf_decode.rs`): every page holds its own code, as a QR code and in
 //! print, and its household's address.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
-use common::pdf_decode::{decode_pdf, decoder_available};
+use crate::common::pdf_decode::{decode_pdf, decoder_available};
 use eguichet::vouchers::{
     DistributionSite, Letter, LetterCampaign, LetterTexts, VoucherCode, write_letters_pdf,
 };

@@ -4,19 +4,12 @@
 //! refusal, lost letters, vouchers in a citizen's vault, and what each role reaches.
 //! Runs on SQLite, and on PostgreSQL when `TEST_DATABASE_URL` is set.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::agent_browser::AgentBrowser;
-use common::html::location;
-use common::pdf_decode::{decode_pdf, decoder_available};
-use common::{TestApp, spawn_app, spawn_app_with};
+use crate::common::agent_browser::AgentBrowser;
+use crate::common::html::location;
+use crate::common::pdf_decode::{decode_pdf, decoder_available};
+use crate::common::{TestApp, spawn_app, spawn_app_with};
 use diesel::prelude::*;
 use eguichet::agents::Role;
 use eguichet::auth::sessions::{self, SessionKind, SessionPolicy};
@@ -472,7 +465,7 @@ async fn every_bad_scan_gets_a_clear_answer_and_redeems_nothing() {
 
 #[tokio::test]
 async fn failed_scans_are_limited_per_distributor() {
-    let app = spawn_app_with(common::Options {
+    let app = spawn_app_with(crate::common::Options {
         extra_toml: "[limits]\nmax_failed_scans = 3\nfailed_scan_window_minutes = 10\n".to_owned(),
         ..Default::default()
     })
@@ -589,7 +582,7 @@ async fn concurrent_scans_redeem_each_code_exactly_once() {
 
 /// The hidden fields of the scan form on `page`: its CSRF and one-time tokens.
 fn scan_form_tokens(page: &str) -> (String, String) {
-    let fields = common::html::hidden_fields(page);
+    let fields = crate::common::html::hidden_fields(page);
     let field = |name: &str| {
         fields
             .iter()

@@ -4,15 +4,8 @@
 //! a real browser (e2e/vault-lock.test.mjs); here the lock is driven as the page would
 //! after a checked registration, with the keys a browser wrote (tests/fixtures/browser-age).
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
-use common::citizen_browser::CitizenBrowser;
-use common::{TestApp, document_bytes, marie, spawn_app};
+use crate::common::citizen_browser::CitizenBrowser;
+use crate::common::{TestApp, document_bytes, marie, spawn_app};
 use diesel::prelude::*;
 use eguichet::agents::Role;
 use eguichet::citizens::{self, Channel, NotificationContacts};
@@ -564,7 +557,7 @@ async fn the_security_calls_need_the_session_and_its_csrf_token() {
     let page = browser.get("/vault/security").await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    let csrf = common::html::hidden_fields(&html)
+    let csrf = crate::common::html::hidden_fields(&html)
         .into_iter()
         .find(|(name, _)| name == "csrf")
         .unwrap()

@@ -1,15 +1,11 @@
 //! Bulk delivery, told as a commune's IT team lives it: a CSV manifest and a folder
 //! (or ZIP) of files, sent by the `eguichet deliver` client or as a server-side job.
 
-#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
-
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{TestApp, document_bytes, spawn_app};
+use crate::common::{TestApp, document_bytes, spawn_app};
 use eguichet::agents::Role;
 use eguichet::bulk::client::{self, ClientOptions, DeliveryReport};
 use serde_json::Value;
@@ -366,7 +362,7 @@ async fn unsafe_archives_are_refused_whole() {
             .part("manifest", manifest_part(manifest))
             .part("archive", reqwest::multipart::Part::bytes(archive));
         let response = start_job(&app, &token, form).await;
-        assert_eq!(common::error_code(response, 400).await, code);
+        assert_eq!(crate::common::error_code(response, 400).await, code);
     }
     // A file part whose name climbs out of the folder.
     let form = reqwest::multipart::Form::new()
@@ -376,11 +372,17 @@ async fn unsafe_archives_are_refused_whole() {
             reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("../un.pdf"),
         );
     let response = start_job(&app, &token, form).await;
-    assert_eq!(common::error_code(response, 400).await, "unsafe_upload");
+    assert_eq!(
+        crate::common::error_code(response, 400).await,
+        "unsafe_upload"
+    );
     // A manifest without the required columns.
     let form = reqwest::multipart::Form::new().part("manifest", manifest_part("file,nrn\n"));
     let response = start_job(&app, &token, form).await;
-    assert_eq!(common::error_code(response, 422).await, "invalid_manifest");
+    assert_eq!(
+        crate::common::error_code(response, 422).await,
+        "invalid_manifest"
+    );
     assert_eq!(app.document_rows().await, 0);
     assert_eq!(staged_leftovers(&app), 0);
 }

@@ -2,16 +2,9 @@
 //! FranceConnect), find the documents addressed to them before they ever logged in,
 //! download them, and log out — and every bad return gets a clear page, no session.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on the first surprise"
-)]
-
-mod common;
-
-use common::citizen_browser::CitizenBrowser as Browser;
-use common::html::{hidden_fields, location};
-use common::{TestApp, awa, document_bytes, marie, spawn_app};
+use crate::common::citizen_browser::CitizenBrowser as Browser;
+use crate::common::html::{hidden_fields, location};
+use crate::common::{TestApp, awa, document_bytes, marie, spawn_app};
 use diesel::prelude::*;
 use eguichet::agents::Role;
 use eguichet::db::schema::{documents, sessions};
@@ -437,7 +430,7 @@ async fn deliver_raw_part(
     file_name: &str,
     content_type: &str,
 ) -> String {
-    let metadata = common::metadata(marie(), "Avis");
+    let metadata = crate::common::metadata(marie(), "Avis");
     let boundary = "eguichet-test-boundary";
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\
