@@ -174,7 +174,7 @@ pub async fn run_cleanup(
     now: NaiveDateTime,
 ) -> Result<CleanupOutcome, DbError> {
     let db = db.clone();
-    tokio::task::spawn_blocking(move || run_cleanup_blocking(&db, policy, now))
+    crate::telemetry::spawn_blocking(move || run_cleanup_blocking(&db, policy, now))
         .await
         .map_err(|error| DbError::Unavailable(error.to_string()))?
 }

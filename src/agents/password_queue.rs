@@ -58,7 +58,7 @@ impl Turn {
         T: Send + 'static,
     {
         let turn = self.0;
-        tokio::task::spawn_blocking(move || {
+        crate::telemetry::spawn_blocking(move || {
             let result = check();
             drop(turn);
             result

@@ -111,7 +111,7 @@ async fn stage_parts(
     let data_dir = state.config.data_dir.clone();
     let (total, per_file) = (limits.max_bulk_upload_bytes, limits.max_document_bytes);
     let mut staged =
-        tokio::task::spawn_blocking(move || StagedFiles::create(&data_dir, total, per_file))
+        crate::telemetry::spawn_blocking(move || StagedFiles::create(&data_dir, total, per_file))
             .await
             .map_err(ApiError::internal)?
             .map_err(BulkError::from)?;

@@ -150,7 +150,8 @@ pub async fn anchor_periodically(db: Database, path: PathBuf) {
     loop {
         interval.tick().await;
         let (db, path) = (db.clone(), path.clone());
-        let anchored = tokio::task::spawn_blocking(move || anchor_head(&db, &path, last_seq)).await;
+        let anchored =
+            crate::telemetry::spawn_blocking(move || anchor_head(&db, &path, last_seq)).await;
         match anchored {
             Ok(Ok(seq)) => last_seq = Some(seq),
             Ok(Err(error)) => tracing::error!(%error, "cannot anchor the audit chain; will retry"),

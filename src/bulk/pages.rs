@@ -150,7 +150,7 @@ async fn receive_job(
     let data_dir = state.config.data_dir.clone();
     let (total, per_file) = (limits.max_bulk_upload_bytes, limits.max_document_bytes);
     let mut staged =
-        tokio::task::spawn_blocking(move || StagedFiles::create(&data_dir, total, per_file))
+        crate::telemetry::spawn_blocking(move || StagedFiles::create(&data_dir, total, per_file))
             .await
             .map_err(|error| Refusal::Page(PageError::internal(lang, error)))?
             .map_err(|error| Refusal::Page(PageError::internal(lang, error)))?;

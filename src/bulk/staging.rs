@@ -164,7 +164,7 @@ impl StagedFiles {
         let identity = self.identity.clone();
         let (max_file, budget) = (self.max_file_bytes, self.remaining());
         let archive_path = archive.path.clone();
-        let extracted = tokio::task::spawn_blocking(move || {
+        let extracted = crate::telemetry::spawn_blocking(move || {
             let result =
                 extract_archive(&archive_path, &identity, &wanted, paths, max_file, budget);
             let _ = std::fs::remove_file(&archive_path);
@@ -189,7 +189,7 @@ impl StagedFiles {
         let recipient = self.identity.to_public();
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(8);
         let writer_path = path.clone();
-        let writer = tokio::task::spawn_blocking(move || {
+        let writer = crate::telemetry::spawn_blocking(move || {
             let mut sink = EncryptingSink::create(&writer_path, &recipient, limit)?;
             while let Some(chunk) = receiver.blocking_recv() {
                 sink.write_all(&chunk)?;
@@ -236,7 +236,7 @@ impl StagedFiles {
     ) -> tokio::sync::mpsc::Receiver<Result<Bytes, StagingError>> {
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let (identity, path) = (self.identity.clone(), file.path.clone());
-        tokio::task::spawn_blocking(move || {
+        crate::telemetry::spawn_blocking(move || {
             let reader = match open_staged(&path, &identity) {
                 Ok(reader) => reader,
                 Err(error) => {

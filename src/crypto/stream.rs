@@ -116,7 +116,7 @@ impl EncryptionWorker {
         let (encryptor, header) = DocumentEncryptor::start(recipient)?;
         let (plain_tx, plain_rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
         let (cipher_tx, cipher_rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
-        let done = tokio::task::spawn_blocking(move || {
+        let done = crate::telemetry::spawn_blocking(move || {
             encrypt_chunks(encryptor, plain_rx, cipher_tx, hash_plaintext)
         });
         let worker = Self {

@@ -248,8 +248,7 @@ where
     T: Send + 'static,
     E: From<DbError> + Send + 'static,
 {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(work))
+    crate::telemetry::spawn_blocking(work)
         .await
         .map_err(|error| {
             E::from(DbError::Unavailable(format!(

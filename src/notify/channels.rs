@@ -169,7 +169,7 @@ impl Channels {
             subject,
             text,
         };
-        tokio::task::spawn_blocking(move || demo.record(&message))
+        crate::telemetry::spawn_blocking(move || demo.record(&message))
             .await
             .map_err(|_| SendFailure::Retry("demo_outbox"))?
             .map_err(|_| SendFailure::Retry("demo_outbox"))

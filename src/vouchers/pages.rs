@@ -505,7 +505,7 @@ async fn letters_response(
 ) -> Result<HttpResponse, PageError> {
     let tenant = tenant_name(state, &campaign.tenant_id).await?;
     let (campaign, sites, households) = (campaign.clone(), sites.to_vec(), households.to_vec());
-    let rendered = web::block(move || {
+    let rendered = crate::telemetry::spawn_blocking(move || {
         print::render(
             lang,
             &tenant,

@@ -18,7 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, outbox: DemoOutbox) {
 
 async fn demo_outbox(page: Page, outbox: web::Data<DemoOutbox>) -> Result<HttpResponse, PageError> {
     let outbox = outbox.get_ref().clone();
-    let messages = tokio::task::spawn_blocking(move || outbox.recent(SHOWN))
+    let messages = crate::telemetry::spawn_blocking(move || outbox.recent(SHOWN))
         .await
         .map_err(|error| PageError::internal(page.lang, error))?
         .map_err(|error| PageError::internal(page.lang, error))?;
